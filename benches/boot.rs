@@ -1,0 +1,187 @@
+//! The boot benchmark: 256 calls that each block 20 ms, then register in
+//! cookie order. The ideal is 20 ms (every call in parallel, registration
+//! free). kasync and its peers run in the same process, one after another,
+//! and a table of ratios to the ideal is printed at the end.
+//!
+//! Run with `cargo bench --bench boot`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+
+const CALLS: usize = 256;
+const BLOCK: Duration = Duration::from_millis(20);
+
+/// Peers register in order through a turnstile: call `i` waits until call
+/// `i - 1` has registered. Each call has its own flag, so a registration wakes
+/// exactly the next call (a shared condvar would wake all 256 every time and
+/// make the peers look slower than they are).
+struct Turnstile {
+    done: Vec<(Mutex<bool>, Condvar)>,
+}
+
+impl Default for Turnstile {
+    fn default() -> Self {
+        Turnstile {
+            done: (0..CALLS).map(|_| (Mutex::new(false), Condvar::new())).collect(),
+        }
+    }
+}
+
+impl Turnstile {
+    fn register(&self, i: usize) {
+        if i > 0 {
+            let (flag, cv) = &self.done[i - 1];
+            let mut done = flag.lock().unwrap();
+            while !*done {
+                done = cv.wait(done).unwrap();
+            }
+        }
+        let (flag, cv) = &self.done[i];
+        *flag.lock().unwrap() = true;
+        cv.notify_one();
+    }
+}
+
+fn boot_kasync(rt: &kasync::Runtime) {
+    let domain = rt.default_domain().clone();
+    for _ in 0..CALLS {
+        let d = domain.clone();
+        domain.schedule(move |cookie| {
+            thread::sleep(BLOCK);
+            d.synchronize_cookie(cookie).wait().unwrap();
+        });
+    }
+    domain.synchronize().wait().unwrap();
+}
+
+fn boot_thread_scope() {
+    let turns = Turnstile::default();
+    thread::scope(|s| {
+        for i in 0..CALLS {
+            let turns = &turns;
+            s.spawn(move || {
+                thread::sleep(BLOCK);
+                turns.register(i);
+            });
+        }
+    });
+}
+
+fn boot_blocking() {
+    let turns = Arc::new(Turnstile::default());
+    let tasks: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let turns = turns.clone();
+            blocking::unblock(move || {
+                thread::sleep(BLOCK);
+                turns.register(i);
+            })
+        })
+        .collect();
+    futures::executor::block_on(futures::future::join_all(tasks));
+}
+
+fn boot_tokio(rt: &tokio::runtime::Runtime) {
+    let turns = Arc::new(Turnstile::default());
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..CALLS {
+            let turns = turns.clone();
+            set.spawn_blocking(move || {
+                thread::sleep(BLOCK);
+                turns.register(i);
+            });
+        }
+        while set.join_next().await.is_some() {}
+    });
+}
+
+fn boot_rayon(pool: &rayon::ThreadPool) {
+    // Registering in order inside rayon jobs deadlocks once every pool thread
+    // waits for a job that has not started; register after the scope instead.
+    let turns = Turnstile::default();
+    pool.scope(|s| {
+        for _ in 0..CALLS {
+            s.spawn(|_| thread::sleep(BLOCK));
+        }
+    });
+    for i in 0..CALLS {
+        turns.register(i);
+    }
+}
+
+type Results = Arc<Mutex<BTreeMap<&'static str, Vec<Duration>>>>;
+
+fn timed(results: &Results, name: &'static str, iters: u64, mut f: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        f();
+        let took = start.elapsed();
+        results.lock().unwrap().entry(name).or_default().push(took);
+        total += took;
+    }
+    total
+}
+
+fn bench_boot(c: &mut Criterion, results: &Results) {
+    let mut group = c.benchmark_group("boot_256x20ms");
+    group.sample_size(10).warm_up_time(Duration::from_millis(200));
+    let rt = kasync::Runtime::new().unwrap();
+    group.bench_function("kasync", |b| {
+        b.iter_custom(|iters| timed(results, "kasync", iters, || boot_kasync(&rt)))
+    });
+    group.bench_function("blocking::unblock", |b| {
+        b.iter_custom(|iters| timed(results, "blocking::unblock", iters, boot_blocking))
+    });
+    group.bench_function("std::thread::scope", |b| {
+        b.iter_custom(|iters| timed(results, "std::thread::scope", iters, boot_thread_scope))
+    });
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+    group.bench_function("tokio spawn_blocking+JoinSet", |b| {
+        b.iter_custom(|iters| timed(results, "tokio spawn_blocking+JoinSet", iters, || boot_tokio(&tokio_rt)))
+    });
+    group.finish();
+    // rayon needs CALLS * BLOCK / threads per run: measure it a few times only.
+    let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
+    timed(results, "rayon scope (then register)", 2, || boot_rayon(&pool));
+}
+
+fn print_ratios(results: &Results) {
+    let results = results.lock().unwrap();
+    println!(
+        "\nboot: {CALLS} calls x {} ms, ideal {} ms",
+        BLOCK.as_millis(),
+        BLOCK.as_millis()
+    );
+    println!("{:<32} {:>12} {:>14}", "contender", "median ms", "x ideal");
+    let mut rows: Vec<(&str, Duration)> = results
+        .iter()
+        .map(|(name, times)| {
+            let mut times = times.clone();
+            times.sort();
+            (*name, times[times.len() / 2])
+        })
+        .collect();
+    rows.sort_by_key(|r| r.1);
+    for (name, median) in &rows {
+        println!(
+            "{:<32} {:>12.2} {:>14.2}",
+            name,
+            median.as_secs_f64() * 1e3,
+            median.as_secs_f64() / BLOCK.as_secs_f64()
+        );
+    }
+}
+
+fn main() {
+    let results: Results = Arc::default();
+    let mut c = Criterion::default().configure_from_args();
+    bench_boot(&mut c, &results);
+    c.final_summary();
+    print_ratios(&results);
+}

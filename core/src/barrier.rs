@@ -1,0 +1,267 @@
+//! Barriers: one value, two ways to wait — `.await` (holds no thread) or
+//! `.wait()` (blocks, and helps by running the calls it waits for).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::FusedFuture;
+
+use crate::context;
+use crate::domain::Domain;
+use crate::error::SyncError;
+use crate::executor::Blocking;
+use crate::pool;
+use crate::runtime::Shared;
+use crate::state::{Scope, State, WaiterId, Wake};
+use crate::sync::{now, Condvar, MutexGuard};
+use crate::Cookie;
+
+/// A wait for a set of calls: everything in a domain
+/// ([`Domain::synchronize`]), everything before a cookie
+/// ([`Domain::synchronize_cookie`]) or everything in every registered domain
+/// ([`Runtime::synchronize_full`](crate::Runtime::synchronize_full)).
+///
+/// A barrier starts watching when it is made: it reports every panic in its
+/// range that happens from then on, plus any earlier panic in its range that
+/// no other barrier has reported yet. Wait for it in one of two ways:
+///
+/// * `.await` it: it is a `Future<Output = Result<(), SyncError>>` that works
+///   on any executor and holds no thread while pending;
+/// * [`Barrier::wait`] from blocking code: the thread first runs queued calls
+///   the barrier covers, lowest cookie first (they must finish anyway), then
+///   blocks.
+///
+/// ```
+/// let rt = kasync_core::Runtime::new().unwrap();
+/// rt.schedule(|_| {});
+/// // Blocking:
+/// rt.synchronize_full().wait().unwrap();
+/// // Or from async code, on any executor:
+/// futures::executor::block_on(async { rt.synchronize_full().await }).unwrap();
+/// ```
+///
+/// Dropping a barrier without waiting is fine; the calls run regardless.
+#[must_use = "a barrier does nothing unless waited for or awaited"]
+pub struct Barrier {
+    shared: Arc<Shared>,
+    waiter: Option<WaiterId>,
+    /// The result once taken, so polling again after completion repeats it.
+    result: Option<Result<(), SyncError>>,
+    /// Keeps a domain barrier's domain alive.
+    _domain: Option<Domain>,
+}
+
+impl Barrier {
+    pub(crate) fn new(shared: Arc<Shared>, scope: Scope, below: u64, domain: Option<Domain>) -> Barrier {
+        let waiter = shared.lock().add_waiter(scope, below);
+        Barrier {
+            shared,
+            waiter,
+            // Already satisfied, nothing to report: done without registering.
+            result: if waiter.is_none() { Some(Ok(())) } else { None },
+            _domain: domain,
+        }
+    }
+
+    /// Whether the barrier's calls have all finished, without waiting.
+    pub fn is_done(&self) -> bool {
+        match self.waiter {
+            Some(id) => self.shared.lock().waiter_done(id),
+            None => true,
+        }
+    }
+
+    /// Blocks until the barrier's calls have finished, running queued calls
+    /// it covers on this thread meanwhile (DESIGN rule 2).
+    ///
+    /// Returns [`SyncError::Panicked`] if a covered call panicked,
+    /// [`SyncError::WouldDeadlock`] at once if the barrier covers a call
+    /// running on this very thread, and [`SyncError::BlockingNotAllowed`]
+    /// where blocking would stall an async runtime (`.await` there instead).
+    pub fn wait(self) -> Result<(), SyncError> {
+        self.block(true, None)
+    }
+
+    /// Like [`Barrier::wait`], but never runs calls on this thread: for
+    /// callers that hold locks a scheduled call might need.
+    pub fn wait_no_help(self) -> Result<(), SyncError> {
+        self.block(false, None)
+    }
+
+    /// Like [`Barrier::wait_no_help`], giving up with [`SyncError::TimedOut`]
+    /// after `timeout`. It does not help, so it returns on time; the calls
+    /// keep running after a timeout.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<(), SyncError> {
+        let deadline = now().checked_add(timeout);
+        self.block(false, deadline)
+    }
+
+    /// The waiter's own call that this barrier covers, if any.
+    fn own_call(&self, st: &State, id: WaiterId) -> Option<Cookie> {
+        let (scope, below) = st.waiter_scope(id);
+        context::find_own_call(self.shared.id(), |frame| {
+            st.covers_call(scope, below, frame.domain, frame.cookie)
+        })
+    }
+
+    fn finish(&mut self, st: &mut State, id: WaiterId, result: Result<(), SyncError>) -> Result<(), SyncError> {
+        match &result {
+            Ok(()) | Err(SyncError::Panicked(_)) => {}
+            Err(_) => st.remove_waiter(id),
+        }
+        self.waiter = None;
+        self.result = Some(result.clone());
+        result
+    }
+
+    fn block(mut self, help: bool, deadline: Option<Instant>) -> Result<(), SyncError> {
+        let shared = self.shared.clone();
+        // Kasync's own workers may always block; elsewhere the adapter says.
+        // Asked first, even if the barrier is done, so the answer does not
+        // depend on timing.
+        let permission = if context::is_any_worker() {
+            Blocking::Allowed
+        } else {
+            shared.executor.blocking(context::in_async_poll())
+        };
+        if let Blocking::Forbidden(reason) = permission {
+            let error = SyncError::BlockingNotAllowed {
+                executor: shared.executor.name(),
+                reason,
+            };
+            if let Some(id) = self.waiter.take() {
+                shared.lock().remove_waiter(id);
+            }
+            return Err(error);
+        }
+        let Some(id) = self.waiter else {
+            return self.result.clone().unwrap_or(Ok(()));
+        };
+        let mut st = shared.lock();
+        if st.waiter_done(id) {
+            let result = st.take_result(id);
+            return self.finish(&mut st, id, result);
+        }
+        if let Some(waiter) = self.own_call(&st, id) {
+            return self.finish(&mut st, id, Err(SyncError::WouldDeadlock { waiter }));
+        }
+        if permission == Blocking::InPlace {
+            drop(st);
+            let mut result = None;
+            shared.executor.block_in_place(&mut || {
+                let st = shared.lock();
+                result = Some(self.block_here(&shared, st, id, help, deadline));
+            });
+            result.unwrap_or(Ok(()))
+        } else {
+            self.block_here(&shared, st, id, help, deadline)
+        }
+    }
+
+    /// The blocking wait proper, entered with the state locked.
+    fn block_here<'a>(
+        &mut self,
+        shared: &'a Arc<Shared>,
+        mut st: MutexGuard<'a, State>,
+        id: WaiterId,
+        help: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), SyncError> {
+        let may_help = help && shared.config.help && context::depth() < shared.config.help_depth;
+        let worker_slot = context::worker_slot(shared.id());
+        // Set while this worker counts as blocked: its call's start time.
+        let mut blocked: Option<Option<Instant>> = None;
+        let mut cv: Option<Arc<Condvar>> = None;
+        let result = loop {
+            if st.waiter_done(id) {
+                break st.take_result(id);
+            }
+            if may_help {
+                let (scope, below) = st.waiter_scope(id);
+                if let Some(claimed) = st.claim_for(scope, below) {
+                    st.counters.helped += 1;
+                    if let (Some(slot), Some(saved)) = (worker_slot, blocked.take()) {
+                        st.pool.blocked -= 1;
+                        st.pool.busy[slot] = saved;
+                    }
+                    drop(st);
+                    pool::run_helped(shared, claimed);
+                    st = shared.lock();
+                    continue;
+                }
+            }
+            if deadline.is_some_and(|d| now() >= d) {
+                break Err(SyncError::TimedOut);
+            }
+            if let (Some(slot), None) = (worker_slot, &blocked) {
+                // Rule 3: this worker is about to block in a kasync wait.
+                st.pool.blocked += 1;
+                blocked = Some(st.pool.busy[slot].take());
+                let growth = pool::compensate(shared, &mut st);
+                if !growth.is_empty() {
+                    drop(st);
+                    pool::grow(shared, growth);
+                    st = shared.lock();
+                    continue;
+                }
+            }
+            let cv = cv.get_or_insert_with(context::thread_condvar).clone();
+            st.set_wake(id, Wake::Thread(cv.clone()), may_help);
+            st = match deadline {
+                Some(d) => cv.wait_until(st, d).0,
+                None => cv.wait(st),
+            };
+        };
+        if let (Some(slot), Some(saved)) = (worker_slot, blocked) {
+            st.pool.blocked -= 1;
+            st.pool.busy[slot] = saved;
+        }
+        self.finish(&mut st, id, result)
+    }
+}
+
+impl Future for Barrier {
+    type Output = Result<(), SyncError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(id) = this.waiter else {
+            return Poll::Ready(this.result.clone().unwrap_or(Ok(())));
+        };
+        let shared = this.shared.clone();
+        let mut st = shared.lock();
+        if st.waiter_done(id) {
+            let result = st.take_result(id);
+            return Poll::Ready(this.finish(&mut st, id, result));
+        }
+        if let Some(waiter) = this.own_call(&st, id) {
+            return Poll::Ready(this.finish(&mut st, id, Err(SyncError::WouldDeadlock { waiter })));
+        }
+        st.set_wake(id, Wake::Task(cx.waker().clone()), false);
+        Poll::Pending
+    }
+}
+
+impl FusedFuture for Barrier {
+    fn is_terminated(&self) -> bool {
+        self.waiter.is_none()
+    }
+}
+
+impl Drop for Barrier {
+    fn drop(&mut self) {
+        if let Some(id) = self.waiter.take() {
+            self.shared.lock().remove_waiter(id);
+        }
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier").field("done", &self.is_done()).finish()
+    }
+}

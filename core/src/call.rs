@@ -1,0 +1,131 @@
+//! One scheduled call: its body, how it runs on a thread, and how a panic in it
+//! is turned into a report instead of a hang.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::context::{AsyncPollGuard, Frame, FrameGuard};
+use crate::domain::DomainId;
+use crate::runtime::Shared;
+use crate::Cookie;
+
+/// A boxed, sendable future: what async calls hand to the executor.
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// How a call ended: `Err` carries the panic message.
+pub(crate) type Outcome = Result<(), Arc<str>>;
+
+/// What a call runs.
+pub(crate) enum Body {
+    /// A blocking function: the kernel's `async_func_t`. Boxing it is the one
+    /// allocation a scheduled closure costs.
+    Blocking(Box<dyn FnOnce(Cookie) + Send + 'static>),
+    /// A function that makes a future, polled on the runtime's executor.
+    Async(Box<dyn FnOnce(Cookie) -> BoxFuture + Send + 'static>),
+}
+
+/// A claimed call, ready to run on the claiming thread.
+pub(crate) struct Claimed {
+    pub(crate) domain: DomainId,
+    pub(crate) cookie: Cookie,
+    pub(crate) body: Body,
+}
+
+/// Turns a panic payload into a message.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        Arc::from(*s)
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        Arc::from(s.as_str())
+    } else {
+        Arc::from("<non-string panic payload>")
+    }
+}
+
+/// Runs a claimed call on this thread. Returns its outcome when it finished
+/// here, or `None` when it became a future on the executor, which reports its
+/// own outcome when it completes.
+pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Outcome> {
+    let frame = Frame {
+        runtime: shared.id(),
+        domain: call.domain,
+        cookie: call.cookie,
+    };
+    let guard = FrameGuard::enter(frame);
+    match call.body {
+        Body::Blocking(f) => {
+            let result = panic::catch_unwind(AssertUnwindSafe(move || f(call.cookie)));
+            drop(guard);
+            Some(result.map_err(|payload| panic_message(&*payload)))
+        }
+        Body::Async(make) => {
+            let made = panic::catch_unwind(AssertUnwindSafe(move || make(call.cookie)));
+            drop(guard);
+            match made {
+                Ok(future) => {
+                    let future = CallFuture {
+                        shared: Some(shared.clone()),
+                        frame,
+                        future,
+                    };
+                    shared.executor.spawn_future(Box::pin(future));
+                    None
+                }
+                Err(payload) => Some(Err(panic_message(&*payload))),
+            }
+        }
+    }
+}
+
+/// An async call on its executor. Each poll runs with the call's frame pushed,
+/// so `current_cookie()` and the deadlock check work inside it; completion (or
+/// a panic, or the executor dropping it) finishes the call exactly once.
+struct CallFuture {
+    shared: Option<Arc<Shared>>,
+    frame: Frame,
+    future: BoxFuture,
+}
+
+impl Future for CallFuture {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.shared.is_none() {
+            return Poll::Ready(());
+        }
+        let result = {
+            let _frame = FrameGuard::enter(this.frame);
+            let _poll = AsyncPollGuard::enter();
+            let future = &mut this.future;
+            panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)))
+        };
+        let outcome = match result {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(())) => Ok(()),
+            Err(payload) => Err(panic_message(&*payload)),
+        };
+        if let Some(shared) = this.shared.take() {
+            shared.finish_call(this.frame.domain, this.frame.cookie, outcome);
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for CallFuture {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            // The executor dropped the future before it finished (it shut
+            // down). Finish the call anyway so no barrier hangs, and say why.
+            shared.finish_call(
+                self.frame.domain,
+                self.frame.cookie,
+                Err(Arc::from("async call was dropped by its executor before it finished")),
+            );
+        }
+    }
+}

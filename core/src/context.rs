@@ -1,0 +1,134 @@
+//! The calling thread's place in kasync: which calls it is running (a stack,
+//! because a waiting thread helps by running calls inside its wait), and
+//! whether it is one of a runtime's workers.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+use crate::domain::DomainId;
+use crate::sync::{thread_local, Condvar};
+use crate::Cookie;
+
+/// One call being run on this thread.
+#[derive(Clone, Copy)]
+pub(crate) struct Frame {
+    pub(crate) runtime: usize,
+    pub(crate) domain: DomainId,
+    pub(crate) cookie: Cookie,
+}
+
+thread_local! {
+    static FRAMES: RefCell<Vec<Frame>> = RefCell::new(Vec::new());
+    /// `(runtime id, worker slot)` when this thread is a kasync worker.
+    static WORKER: Cell<Option<(usize, usize)>> = Cell::new(None);
+    /// Set while a kasync async call is being polled on this thread.
+    static IN_ASYNC_POLL: Cell<bool> = Cell::new(false);
+    /// The condition variable this thread parks on in blocking waits.
+    static PARKING: Arc<Condvar> = Arc::new(Condvar::new());
+}
+
+/// The condition variable this thread blocks on, made once per thread.
+///
+/// Sharing it between nested waits on one thread is safe: only this thread
+/// ever waits on it, and every wait re-checks its own condition on waking.
+pub(crate) fn thread_condvar() -> Arc<Condvar> {
+    PARKING.with(|cv| cv.clone())
+}
+
+/// Returns `true` when called from inside a scheduled call (the kernel's
+/// `current_is_async()`), including a call this thread runs while helping a
+/// barrier, and including the polls of an async call.
+///
+/// ```
+/// # let rt = kasync_core::Runtime::new().unwrap();
+/// assert!(!kasync_core::current_is_async());
+/// rt.schedule(|_| assert!(kasync_core::current_is_async()));
+/// # rt.synchronize_full().wait().unwrap();
+/// ```
+pub fn current_is_async() -> bool {
+    FRAMES.with(|f| !f.borrow().is_empty())
+}
+
+/// The cookie of the innermost call running on this thread, or `None` outside
+/// scheduled calls.
+pub fn current_cookie() -> Option<Cookie> {
+    FRAMES.with(|f| f.borrow().last().map(|frame| frame.cookie))
+}
+
+/// Pushes a frame for as long as the guard lives.
+pub(crate) struct FrameGuard(());
+
+impl FrameGuard {
+    pub(crate) fn enter(frame: Frame) -> FrameGuard {
+        FRAMES.with(|f| f.borrow_mut().push(frame));
+        FrameGuard(())
+    }
+}
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        FRAMES.with(|f| {
+            f.borrow_mut().pop();
+        });
+    }
+}
+
+/// How deep this thread is nested in calls (1 inside a plain call, more while
+/// helping from inside a call).
+pub(crate) fn depth() -> usize {
+    FRAMES.with(|f| f.borrow().len())
+}
+
+/// The first call on this thread's stack, belonging to `runtime`, for which
+/// `covers` is true: waiting for it from this thread would never finish.
+pub(crate) fn find_own_call(runtime: usize, mut covers: impl FnMut(&Frame) -> bool) -> Option<Cookie> {
+    FRAMES.with(|f| {
+        f.borrow()
+            .iter()
+            .find(|frame| frame.runtime == runtime && covers(frame))
+            .map(|frame| frame.cookie)
+    })
+}
+
+/// Marks this thread as worker `slot` of `runtime` for the rest of its life
+/// (workers never change runtime).
+pub(crate) fn set_worker(runtime: usize, slot: usize) {
+    WORKER.with(|w| w.set(Some((runtime, slot))));
+}
+
+pub(crate) fn clear_worker() {
+    WORKER.with(|w| w.set(None));
+}
+
+/// This thread's worker slot if it is a worker of `runtime`.
+pub(crate) fn worker_slot(runtime: usize) -> Option<usize> {
+    WORKER.with(|w| match w.get() {
+        Some((rt, slot)) if rt == runtime => Some(slot),
+        _ => None,
+    })
+}
+
+/// Whether this thread is a worker of any kasync runtime.
+pub(crate) fn is_any_worker() -> bool {
+    WORKER.with(|w| w.get().is_some())
+}
+
+pub(crate) fn in_async_poll() -> bool {
+    IN_ASYNC_POLL.with(|p| p.get())
+}
+
+/// Marks this thread as polling an async call for as long as the guard lives.
+pub(crate) struct AsyncPollGuard(bool);
+
+impl AsyncPollGuard {
+    pub(crate) fn enter() -> AsyncPollGuard {
+        AsyncPollGuard(IN_ASYNC_POLL.with(|p| p.replace(true)))
+    }
+}
+
+impl Drop for AsyncPollGuard {
+    fn drop(&mut self) {
+        let previous = self.0;
+        IN_ASYNC_POLL.with(|p| p.set(previous));
+    }
+}

@@ -1,0 +1,317 @@
+//! Domains: named sets of pending calls with their own barrier.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::barrier::Barrier;
+use crate::call::Body;
+use crate::error::Full;
+use crate::runtime::{Admission, Shared};
+use crate::state::{Scope, WaiterId};
+use crate::Cookie;
+
+/// Index of a domain in the runtime's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct DomainId(pub(crate) usize);
+
+/// One pending call of a domain: queued while `body` is `Some`.
+struct CallSlot {
+    cookie: Cookie,
+    body: Option<Body>,
+    done: bool,
+}
+
+/// A domain's pending calls, in cookie order. Calls start in cookie order
+/// within a domain (workers and helpers both take the lowest queued one), so
+/// `calls[..started]` have started and `calls[started..]` are queued. Finished
+/// calls are dropped from the front as soon as everything before them is done,
+/// so the front is always the lowest unfinished cookie: the kernel's
+/// `lowest_in_progress`.
+pub(crate) struct DomainState {
+    pub(crate) name: Arc<str>,
+    pub(crate) registered: bool,
+    /// No handle refers to the domain any more.
+    pub(crate) orphaned: bool,
+    calls: VecDeque<CallSlot>,
+    started: usize,
+    unfinished: usize,
+    /// Barriers waiting on this domain, as `(below, waiter)` sorted by
+    /// `below`: the ones a finished call satisfies are always a prefix.
+    pub(crate) waiters: Vec<(u64, WaiterId)>,
+}
+
+impl DomainState {
+    pub(crate) fn new(name: Arc<str>, registered: bool) -> Self {
+        DomainState {
+            name,
+            registered,
+            orphaned: false,
+            calls: VecDeque::new(),
+            started: 0,
+            unfinished: 0,
+            waiters: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, cookie: Cookie, body: Body) {
+        self.calls.push_back(CallSlot {
+            cookie,
+            body: Some(body),
+            done: false,
+        });
+        self.unfinished += 1;
+    }
+
+    pub(crate) fn has_queued(&self) -> bool {
+        self.started < self.calls.len()
+    }
+
+    pub(crate) fn next_queued(&self) -> Option<Cookie> {
+        self.calls.get(self.started).map(|slot| slot.cookie)
+    }
+
+    /// Takes the lowest queued call.
+    pub(crate) fn claim(&mut self) -> Option<(Cookie, Body)> {
+        let slot = self.calls.get_mut(self.started)?;
+        let body = slot.body.take()?;
+        self.started += 1;
+        Some((slot.cookie, body))
+    }
+
+    /// Marks a started call finished. Returns whether the lowest unfinished
+    /// cookie moved (only then can a waiter's condition have become true).
+    pub(crate) fn finish(&mut self, cookie: Cookie) -> bool {
+        let Ok(at) = self.calls.binary_search_by_key(&cookie, |slot| slot.cookie) else {
+            debug_assert!(false, "finished call {cookie} is not pending");
+            return false;
+        };
+        debug_assert!(at < self.started && !self.calls[at].done);
+        self.calls[at].done = true;
+        self.unfinished -= 1;
+        if at != 0 {
+            return false;
+        }
+        while self.calls.front().is_some_and(|slot| slot.done) {
+            self.calls.pop_front();
+            self.started -= 1;
+        }
+        true
+    }
+
+    /// The lowest unfinished cookie, or `u64::MAX` when the domain is empty.
+    pub(crate) fn lowest_pending(&self) -> u64 {
+        self.calls.front().map_or(u64::MAX, |slot| slot.cookie.get())
+    }
+
+    pub(crate) fn unfinished(&self) -> usize {
+        self.unfinished
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.calls.is_empty()
+    }
+}
+
+/// Keeps a domain alive; the last one frees it once its calls finished.
+struct DomainRef {
+    shared: Arc<Shared>,
+    id: DomainId,
+    name: Arc<str>,
+}
+
+impl Drop for DomainRef {
+    fn drop(&mut self) {
+        self.shared.state.lock().release_domain(self.id);
+    }
+}
+
+/// A named set of pending calls with its own barrier (the kernel's
+/// `struct async_domain`).
+///
+/// A *registered* domain ([`Runtime::domain`](crate::Runtime::domain)) is also
+/// covered by [`Runtime::synchronize_full`](crate::Runtime::synchronize_full);
+/// an *exclusive* one ([`Runtime::exclusive_domain`](crate::Runtime::exclusive_domain))
+/// is only waited for through its own barriers. Handles are cheap to clone and
+/// all refer to the same domain.
+///
+/// ```
+/// let rt = kasync_core::Runtime::new().unwrap();
+/// let disks = rt.exclusive_domain("disks");
+/// for n in 0..4 {
+///     disks.schedule(move |cookie| println!("probing disk {n} as call {cookie}"));
+/// }
+/// disks.synchronize().wait().unwrap(); // all four probes finished
+/// ```
+#[derive(Clone)]
+pub struct Domain {
+    inner: Arc<DomainRef>,
+}
+
+impl Domain {
+    pub(crate) fn create(shared: &Arc<Shared>, name: &str, registered: bool) -> Domain {
+        let name: Arc<str> = Arc::from(name);
+        let id = shared.state.lock().add_domain(name.clone(), registered);
+        Domain {
+            inner: Arc::new(DomainRef {
+                shared: shared.clone(),
+                id,
+                name,
+            }),
+        }
+    }
+
+    /// The name given when the domain was made.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether [`Runtime::synchronize_full`](crate::Runtime::synchronize_full)
+    /// covers this domain.
+    pub fn is_registered(&self) -> bool {
+        self.inner.shared.state.lock().domain(self.inner.id).registered
+    }
+
+    /// Schedules `f` to run on a worker (the kernel's `async_schedule_domain`)
+    /// and returns its cookie. `f` receives the same cookie.
+    ///
+    /// When the runtime already has `max_pending` unfinished calls, the
+    /// runtime's [`Overflow`](crate::Overflow) policy applies: by default the
+    /// caller waits, running queued calls itself meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// Only under [`Overflow::Reject`](crate::Overflow::Reject) when the runtime
+    /// is full; use [`Domain::try_schedule`] to get the function back instead.
+    pub fn schedule<F>(&self, f: F) -> Cookie
+    where
+        F: FnOnce(Cookie) + Send + 'static,
+    {
+        let mut f = Some(f);
+        let mut make = || Body::Blocking(Box::new(f.take().expect("made once")));
+        self.inner
+            .shared
+            .schedule(self.inner.id, &mut make, Admission::Policy)
+            .unwrap_or_else(|| reject_panic())
+    }
+
+    /// Schedules `f` unless the runtime already has `max_pending` unfinished
+    /// calls, in which case `f` comes back uncalled in [`Full`]. Never runs `f`
+    /// on the calling thread.
+    pub fn try_schedule<F>(&self, f: F) -> Result<Cookie, Full<F>>
+    where
+        F: FnOnce(Cookie) + Send + 'static,
+    {
+        let mut slot = Some(f);
+        let mut make = || match slot.take() {
+            Some(f) => Body::Blocking(Box::new(f)),
+            None => unreachable!("the body is made at most once"),
+        };
+        match self.inner.shared.schedule(self.inner.id, &mut make, Admission::Try) {
+            Some(cookie) => Ok(cookie),
+            None => match slot.take() {
+                Some(f) => Err(Full(f)),
+                None => unreachable!("a call that was not scheduled keeps its function"),
+            },
+        }
+    }
+
+    /// Schedules an async call: `f(cookie)` makes a future that runs on the
+    /// runtime's executor (on the native-threads adapter: polled on a worker).
+    /// It counts as a call of this domain until the future completes; a panic
+    /// while polling is reported like a panic in a blocking call.
+    ///
+    /// ```
+    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// let domain = rt.default_domain();
+    /// domain.schedule_async(|cookie| async move {
+    ///     assert_eq!(kasync_core::current_cookie(), Some(cookie));
+    /// });
+    /// domain.synchronize().wait().unwrap();
+    /// ```
+    pub fn schedule_async<F, Fut>(&self, f: F) -> Cookie
+    where
+        F: FnOnce(Cookie) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut f = Some(f);
+        let mut make = || {
+            let f = f.take().expect("made once");
+            Body::Async(Box::new(move |cookie| Box::pin(f(cookie)) as crate::call::BoxFuture))
+        };
+        self.inner
+            .shared
+            .schedule(self.inner.id, &mut make, Admission::Policy)
+            .unwrap_or_else(|| reject_panic())
+    }
+
+    /// A barrier for every call of this domain, including calls scheduled
+    /// while waiting: it completes once the domain has been empty (the
+    /// kernel's `async_synchronize_full_domain`).
+    pub fn synchronize(&self) -> Barrier {
+        Barrier::new(
+            self.inner.shared.clone(),
+            Scope::Domain(self.inner.id),
+            u64::MAX,
+            Some(self.clone()),
+        )
+    }
+
+    /// A barrier for the calls of this domain with a cookie lower than
+    /// `cookie` (the kernel's `async_synchronize_cookie_domain`). Calls with
+    /// `cookie` or later may still be running when it completes.
+    ///
+    /// Called with its own cookie, a scheduled call waits for exactly the calls
+    /// scheduled before it in this domain:
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// let registered = Arc::new(Mutex::new(Vec::new()));
+    /// let domain = rt.default_domain().clone();
+    /// for n in 0..8u32 {
+    ///     let (domain2, registered) = (domain.clone(), registered.clone());
+    ///     domain.schedule(move |cookie| {
+    ///         // ... slow probing in parallel ...
+    ///         domain2.synchronize_cookie(cookie).wait().unwrap();
+    ///         registered.lock().unwrap().push(n); // in cookie order
+    ///     });
+    /// }
+    /// domain.synchronize().wait().unwrap();
+    /// assert_eq!(*registered.lock().unwrap(), (0..8).collect::<Vec<_>>());
+    /// ```
+    pub fn synchronize_cookie(&self, cookie: Cookie) -> Barrier {
+        Barrier::new(
+            self.inner.shared.clone(),
+            Scope::Domain(self.inner.id),
+            cookie.get(),
+            Some(self.clone()),
+        )
+    }
+
+    /// Takes the domain out of
+    /// [`Runtime::synchronize_full`](crate::Runtime::synchronize_full)'s reach
+    /// (the kernel's `async_unregister_domain`). Its own barriers keep working.
+    /// Unlike the kernel, calls may still be pending: `synchronize_full` simply
+    /// stops waiting for them.
+    pub fn unregister(&self) {
+        let mut wakeups = Default::default();
+        self.inner.shared.state.lock().unregister(self.inner.id, &mut wakeups);
+        crate::state::Wakeups::wake_all(wakeups);
+    }
+}
+
+#[cold]
+fn reject_panic() -> ! {
+    panic!(
+        "kasync: the runtime has max_pending unfinished calls and its overflow policy is \
+         Overflow::Reject; use try_schedule to get the function back instead"
+    )
+}
+
+impl fmt::Debug for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Domain").field("name", &self.inner.name).finish()
+    }
+}

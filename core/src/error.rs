@@ -1,0 +1,164 @@
+//! Errors: what a barrier reports, and why a runtime could not be built.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::Cookie;
+
+/// Why a [`Barrier`](crate::Barrier) did not simply return `Ok(())`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// At least one call covered by the barrier panicked. The calls still
+    /// completed (a panic never hangs a barrier); this names the one with the
+    /// lowest cookie.
+    Panicked(PanicReport),
+    /// The barrier covers a call that is running on the waiting thread itself
+    /// (for example `synchronize_full()` from inside a scheduled call), so
+    /// waiting could never finish. The kernel would hang here; kasync refuses.
+    WouldDeadlock {
+        /// The waiter's own call that the barrier covers.
+        waiter: Cookie,
+    },
+    /// [`Barrier::wait_timeout`](crate::Barrier::wait_timeout) ran out of time
+    /// before the barrier's calls finished. They keep running.
+    TimedOut,
+    /// Blocking here would stall the async runtime the thread belongs to
+    /// (for example a tokio current-thread runtime, or inside an async-std or
+    /// smol task). `.await` the barrier instead.
+    BlockingNotAllowed {
+        /// The executor adapter that refused.
+        executor: &'static str,
+        /// Why blocking is not possible on this thread.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncError::Panicked(report) => report.fmt(f),
+            SyncError::WouldDeadlock { waiter } => write!(
+                f,
+                "waiting would deadlock: the barrier covers call {waiter}, which is running on this very thread"
+            ),
+            SyncError::TimedOut => f.write_str("timed out waiting for the barrier"),
+            SyncError::BlockingNotAllowed { executor, reason } => write!(
+                f,
+                "cannot block on a kasync barrier here ({executor}: {reason}); `.await` the barrier instead"
+            ),
+        }
+    }
+}
+
+impl Error for SyncError {}
+
+/// A panic inside a scheduled call, as reported by a barrier that covers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PanicReport {
+    cookie: Cookie,
+    domain: Arc<str>,
+    message: Arc<str>,
+    others: usize,
+}
+
+impl PanicReport {
+    pub(crate) fn new(cookie: Cookie, domain: Arc<str>, message: Arc<str>, others: usize) -> Self {
+        PanicReport {
+            cookie,
+            domain,
+            message,
+            others,
+        }
+    }
+
+    /// The cookie of the panicking call (the lowest one, if several panicked).
+    pub fn cookie(&self) -> Cookie {
+        self.cookie
+    }
+
+    /// The name of the panicking call's domain.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The panic message (`"<non-string panic payload>"` if it was not a string).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// How many other calls covered by the same barrier panicked too.
+    pub fn others(&self) -> usize {
+        self.others
+    }
+}
+
+impl fmt::Display for PanicReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "call {} in domain `{}` panicked: {}",
+            self.cookie, self.domain, self.message
+        )?;
+        if self.others > 0 {
+            write!(f, " (and {} more calls panicked)", self.others)?;
+        }
+        Ok(())
+    }
+}
+
+/// Returned by `try_schedule` when the runtime already has `max_pending`
+/// unfinished calls. It hands the function back, uncalled.
+pub struct Full<F>(pub F);
+
+impl<F> Full<F> {
+    /// Takes the function back.
+    pub fn into_inner(self) -> F {
+        self.0
+    }
+}
+
+impl<F> fmt::Debug for Full<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Full(..)")
+    }
+}
+
+impl<F> fmt::Display for Full<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the kasync runtime has max_pending unfinished calls; the call was not scheduled")
+    }
+}
+
+impl<F> Error for Full<F> {}
+
+/// Why [`Builder::build`](crate::Builder::build) failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No executor adapter is enabled: turn on a cargo feature (`threads`,
+    /// `tokio`, `async-std`, `smol`) or pass one to
+    /// [`Builder::executor`](crate::Builder::executor).
+    NoExecutor,
+    /// The chosen adapter cannot run here, for example the tokio adapter
+    /// outside a tokio runtime.
+    Executor(String),
+    /// A builder setting is out of range.
+    InvalidConfig(&'static str),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::NoExecutor => f.write_str(
+                "no kasync executor adapter is enabled: enable one of the cargo features \
+                 `threads`, `tokio`, `async-std`, `smol`, or call Builder::executor",
+            ),
+            BuildError::Executor(why) => write!(f, "the executor adapter cannot run here: {why}"),
+            BuildError::InvalidConfig(why) => write!(f, "invalid kasync runtime setting: {why}"),
+        }
+    }
+}
+
+impl Error for BuildError {}

@@ -1,0 +1,109 @@
+//! loom models of the core state machine with real worker threads: claims,
+//! completion, blocking and async barrier wake-ups, helping and shutdown.
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p kasync-core --release --lib loom_`.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::executor::{Executor, ExecutorFuture, WorkerSpec};
+use crate::Runtime;
+
+/// Workers are loom threads; futures are polled on the claiming worker.
+struct LoomThreads;
+
+impl Executor for LoomThreads {
+    fn name(&self) -> &'static str {
+        "loom"
+    }
+
+    fn spawn_worker(&self, _spec: WorkerSpec, body: Box<dyn FnOnce() + Send + 'static>) -> io::Result<()> {
+        loom::thread::spawn(body);
+        Ok(())
+    }
+
+    fn spawn_future(&self, future: ExecutorFuture) {
+        loom::future::block_on(future)
+    }
+}
+
+fn runtime(workers: usize) -> Runtime {
+    Runtime::builder()
+        .executor(LoomThreads)
+        .max_workers(workers)
+        .eager_workers(workers)
+        .no_stall_watchdog()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn loom_call_runs_exactly_once_and_barrier_sees_it() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        rt.schedule(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        // Either the worker or this thread (helping) runs it; exactly once.
+        rt.synchronize_full().wait().unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn loom_blocking_waiter_is_woken_by_the_worker() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        rt.schedule(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        rt.synchronize_full().wait_no_help().unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn loom_cookie_wait_inside_a_call() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let domain = rt.default_domain().clone();
+        let order = Arc::new(AtomicUsize::new(0));
+        let o = order.clone();
+        rt.schedule(move |_| {
+            o.fetch_add(1, Ordering::SeqCst);
+        });
+        let (d, o) = (domain.clone(), order.clone());
+        rt.schedule(move |cookie| {
+            d.synchronize_cookie(cookie).wait().unwrap();
+            assert_eq!(o.load(Ordering::SeqCst), 1, "the earlier call finished first");
+            o.fetch_add(1, Ordering::SeqCst);
+        });
+        domain.synchronize().wait().unwrap();
+        assert_eq!(order.load(Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn loom_async_barrier_waker_is_not_lost() {
+    loom::model(|| {
+        let rt = runtime(1);
+        rt.schedule(|_| {});
+        loom::future::block_on(rt.synchronize_full()).unwrap();
+    });
+}
+
+#[test]
+fn loom_panic_is_reported() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let bad = rt.schedule(|_| panic!("loom"));
+        match rt.synchronize_full().wait_no_help() {
+            Err(crate::SyncError::Panicked(r)) => assert_eq!(r.cookie(), bad),
+            other => panic!("{other:?}"),
+        }
+    });
+}

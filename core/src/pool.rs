@@ -1,0 +1,338 @@
+//! The deadlock-free growth rule, applied the same way on every executor.
+//!
+//! 1. Lowest cookie first: workers claim the runtime's lowest queued cookie
+//!    ([`State::claim_lowest`]).
+//! 2. Borrow the waiter's thread: a blocking barrier wait runs the queued calls
+//!    it covers (in `barrier.rs`, through [`run_helped`]); a call queued while a
+//!    helping waiter is blocked wakes it ([`on_enqueue`]).
+//! 3. Compensate at once: a worker about to block in a kasync wait, while
+//!    calls are queued and no worker is idle, starts a replacement
+//!    ([`compensate`]).
+//! 4. Watchdog: while calls are queued, no worker is idle and some worker has
+//!    been inside one call for `stall_timeout`, the pool doubles
+//!    ([`watchdog_main`]). The watchdog thread exists only while calls are
+//!    queued behind a busy pool.
+//! 5. Cap and shrink: never more than `max_workers`; idle workers above
+//!    `min_workers` exit after `keep_alive` ([`worker_main`]).
+//!
+//! Decisions are made under the state lock and return a [`Growth`]; threads
+//! are started by [`grow`] after the lock is released.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use slab::Slab;
+
+use crate::call::{self, Claimed};
+use crate::context;
+use crate::domain::DomainId;
+use crate::executor::WorkerSpec;
+use crate::runtime::Shared;
+use crate::state::{State, Wakeups};
+use crate::sync::now;
+use crate::Cookie;
+
+/// The pool's part of the runtime state.
+#[derive(Default)]
+pub(crate) struct PoolState {
+    /// Workers alive or starting.
+    pub(crate) workers: usize,
+    /// Workers reserved whose thread has not started yet.
+    pub(crate) starting: usize,
+    /// Workers waiting for calls.
+    pub(crate) idle: usize,
+    /// Idle workers already notified of a new call.
+    pub(crate) notified: usize,
+    /// Workers blocked in a kasync wait.
+    pub(crate) blocked: usize,
+    /// Per worker: when its current call started; `None` while it is idle or
+    /// blocked in a kasync wait (those are not stalls: rule 3 covers them).
+    pub(crate) busy: Slab<Option<Instant>>,
+    /// Whether the watchdog thread is running.
+    pub(crate) watchdog: bool,
+    /// Reserved workers nobody has started yet. Every thread that starts
+    /// workers — and every new worker, before its first call — takes from it,
+    /// so a large growth step is spawned by a doubling set of threads instead
+    /// of one thread spawning them all in a row.
+    pub(crate) spawn_debt: usize,
+}
+
+impl PoolState {
+    fn idle_available(&self) -> bool {
+        self.idle > self.notified
+    }
+}
+
+/// Threads to start once the lock is released.
+#[derive(Default, Debug, Clone, Copy)]
+#[must_use]
+pub(crate) struct Growth {
+    workers: usize,
+    watchdog: bool,
+}
+
+/// How many idle workers one thread wakes for newly queued calls.
+const FAN_OUT: usize = 2;
+
+/// A worker that just claimed a call wakes up to [`FAN_OUT`] idle workers
+/// for the calls still queued that no notified worker will take.
+fn wake_more(shared: &Shared, st: &mut State) {
+    for _ in 0..FAN_OUT {
+        if st.queued > st.pool.notified && st.pool.idle_available() {
+            st.pool.notified += 1;
+            shared.worker_cv.notify_one();
+        } else {
+            break;
+        }
+    }
+}
+
+impl Growth {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.workers == 0 && !self.watchdog
+    }
+}
+
+/// Reserves up to `n` more workers, never past `max_workers`.
+pub(crate) fn reserve_workers(shared: &Shared, st: &mut State, n: usize) -> Growth {
+    let room = shared.config.max_workers.saturating_sub(st.pool.workers);
+    let n = n.min(room);
+    st.pool.workers += n;
+    st.pool.starting += n;
+    st.counters.peak_workers = st.counters.peak_workers.max(st.pool.workers);
+    Growth {
+        workers: n,
+        watchdog: false,
+    }
+}
+
+/// Decides who runs a call that was just queued.
+pub(crate) fn on_enqueue(shared: &Shared, st: &mut State, domain: DomainId, cookie: Cookie) -> Growth {
+    if st.pool.idle_available() {
+        // Wake at most two idle workers from here; each woken worker wakes up
+        // to two more while calls remain (see `wake_more`). The scheduling
+        // thread stays fast and the wake-ups fan out across cores.
+        if st.pool.notified < FAN_OUT {
+            st.pool.notified += 1;
+            shared.worker_cv.notify_one();
+        }
+        return Growth::default();
+    }
+    if st.wake_helper_for(domain, cookie) {
+        return Growth::default();
+    }
+    let active = st.pool.workers - st.pool.blocked;
+    if active < shared.config.eager_workers && st.queued > st.pool.starting {
+        let growth = reserve_workers(shared, st, 1);
+        if growth.workers > 0 {
+            return growth;
+        }
+    }
+    // The pool is busy: let the watchdog judge whether it is stalled.
+    if shared.config.stall_timeout.is_some() && !st.pool.watchdog && !st.shutdown {
+        st.pool.watchdog = true;
+        return Growth {
+            workers: 0,
+            watchdog: true,
+        };
+    }
+    Growth::default()
+}
+
+/// Rule 3: called when a worker is about to block in a kasync wait.
+pub(crate) fn compensate(shared: &Shared, st: &mut State) -> Growth {
+    if st.queued > st.pool.starting && !st.pool.idle_available() {
+        let growth = reserve_workers(shared, st, 1);
+        if growth.workers > 0 {
+            st.counters.compensations += 1;
+        }
+        growth
+    } else {
+        Growth::default()
+    }
+}
+
+/// Undoes a thread's reservation if the executor drops its body uncalled
+/// (or refuses to start it), so the pool's counts stay true.
+struct Reservation {
+    shared: Option<Arc<Shared>>,
+    watchdog: bool,
+}
+
+impl Reservation {
+    fn start(mut self) -> Arc<Shared> {
+        match self.shared.take() {
+            Some(shared) => shared,
+            None => unreachable!("a reservation starts once"),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            let mut st = shared.lock();
+            if self.watchdog {
+                st.pool.watchdog = false;
+            } else {
+                st.pool.workers -= 1;
+                st.pool.starting -= 1;
+            }
+            st.counters.spawn_failures += 1;
+        }
+    }
+}
+
+/// Starts the threads a decision asked for.
+pub(crate) fn grow(shared: &Arc<Shared>, growth: Growth) {
+    if growth.workers > 0 {
+        shared.lock().pool.spawn_debt += growth.workers;
+        pay_spawn_debt(shared);
+    }
+    if growth.watchdog {
+        let spec = WorkerSpec {
+            name: format!("{}-watchdog", shared.config.thread_name),
+            stack_size: None,
+        };
+        let reservation = Reservation {
+            shared: Some(shared.clone()),
+            watchdog: true,
+        };
+        let _ = shared
+            .executor
+            .spawn_worker(spec, Box::new(move || watchdog_main(reservation.start())));
+    }
+}
+
+/// Starts reserved workers until none are left to start.
+fn pay_spawn_debt(shared: &Arc<Shared>) {
+    loop {
+        {
+            let mut st = shared.lock();
+            if st.pool.spawn_debt == 0 {
+                return;
+            }
+            st.pool.spawn_debt -= 1;
+        }
+        let n = shared.worker_names.fetch_add(1, Ordering::Relaxed);
+        let spec = WorkerSpec {
+            name: format!("{}-{}", shared.config.thread_name, n),
+            stack_size: shared.config.stack_size,
+        };
+        let reservation = Reservation {
+            shared: Some(shared.clone()),
+            watchdog: false,
+        };
+        // On refusal the body is dropped and the reservation undoes itself:
+        // the runtime keeps going with the workers it has.
+        let _ = shared
+            .executor
+            .spawn_worker(spec, Box::new(move || worker_main(reservation.start())));
+    }
+}
+
+/// Runs a call claimed while helping. On a worker, the helped call counts as
+/// the worker's current call for the watchdog.
+pub(crate) fn run_helped(shared: &Arc<Shared>, claimed: Claimed) {
+    let slot = context::worker_slot(shared.id());
+    let saved = slot.and_then(|slot| shared.lock().pool.busy[slot].replace(now()));
+    shared.run_claimed(claimed);
+    if let Some(slot) = slot {
+        shared.lock().pool.busy[slot] = saved;
+    }
+}
+
+/// A worker thread: claims the lowest queued cookie until idle for too long.
+pub(crate) fn worker_main(shared: Arc<Shared>) {
+    let slot = {
+        let mut st = shared.lock();
+        st.pool.starting -= 1;
+        st.counters.spawned += 1;
+        st.pool.busy.insert(None)
+    };
+    context::set_worker(shared.id(), slot);
+    pay_spawn_debt(&shared);
+    let mut st = shared.lock();
+    loop {
+        if let Some(claimed) = st.claim_lowest() {
+            st.pool.busy[slot] = Some(now());
+            wake_more(&shared, &mut st);
+            drop(st);
+            let (domain, cookie) = (claimed.domain, claimed.cookie);
+            let outcome = call::execute(&shared, claimed);
+            let mut wakeups = Wakeups::default();
+            st = shared.lock();
+            st.pool.busy[slot] = None;
+            if let Some(outcome) = outcome {
+                shared.finish_locked(&mut st, domain, cookie, outcome, &mut wakeups);
+            }
+            if !wakeups.is_empty() {
+                drop(st);
+                wakeups.wake_all();
+                st = shared.lock();
+            }
+            continue;
+        }
+        if st.shutdown {
+            break;
+        }
+        st.pool.idle += 1;
+        let deadline = now() + shared.config.keep_alive;
+        let (guard, timed_out) = shared.worker_cv.wait_until(st, deadline);
+        st = guard;
+        st.pool.idle -= 1;
+        if !timed_out {
+            st.pool.notified = st.pool.notified.saturating_sub(1);
+        }
+        st.pool.notified = st.pool.notified.min(st.pool.idle);
+        if timed_out && st.queued == 0 && st.pool.workers > shared.config.min_workers {
+            break;
+        }
+    }
+    st.pool.workers -= 1;
+    st.pool.busy.remove(slot);
+    drop(st);
+    context::clear_worker();
+}
+
+/// Rule 4: the stall watchdog. Runs only while calls are queued.
+pub(crate) fn watchdog_main(shared: Arc<Shared>) {
+    let mut st = shared.lock();
+    let Some(tick) = shared.config.stall_timeout else {
+        st.pool.watchdog = false;
+        return;
+    };
+    loop {
+        if st.queued == 0 {
+            st.pool.watchdog = false;
+            return;
+        }
+        let (guard, _) = shared.watchdog_cv.wait_until(st, now() + tick);
+        st = guard;
+        if st.queued <= st.pool.starting || st.pool.idle_available() {
+            continue;
+        }
+        let at = now();
+        let stalled = st
+            .pool
+            .busy
+            .iter()
+            .any(|(_, started)| started.is_some_and(|t| at.duration_since(t) >= tick));
+        if !stalled {
+            continue;
+        }
+        // Double the running workers (at least one more), but start no more
+        // than the calls waiting for a thread, and never pass the cap.
+        let running = st.pool.workers - st.pool.blocked;
+        let want = (st.queued - st.pool.starting).min(running.max(1));
+        let growth = reserve_workers(&shared, &mut st, want);
+        if growth.workers == 0 {
+            continue;
+        }
+        st.counters.stalls += 1;
+        drop(st);
+        grow(&shared, growth);
+        st = shared.lock();
+    }
+}

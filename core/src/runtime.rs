@@ -1,0 +1,532 @@
+//! The runtime: cookie counter, domains, worker pool and executor adapter.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::barrier::Barrier;
+use crate::call::{self, Body};
+use crate::domain::{Domain, DomainId};
+use crate::error::{BuildError, Full};
+use crate::executor::{self, Executor};
+use crate::pool;
+use crate::state::{Scope, State, Wakeups};
+use crate::sync::{Condvar, Mutex, MutexGuard};
+use crate::Cookie;
+
+/// What `schedule` does when the runtime already has `max_pending`
+/// unfinished calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// The caller waits until there is room, running queued calls itself
+    /// meanwhile (the default).
+    #[default]
+    Block,
+    /// The call runs at once on the caller's thread, after the domain's
+    /// earlier queued calls, still as a call with its own cookie (the kernel's
+    /// behaviour, opt-in here because it surprises callers).
+    RunInline,
+    /// `schedule` panics with a clear message; use `try_schedule` to get the
+    /// function back instead.
+    Reject,
+}
+
+/// The runtime's settings, fixed at build time.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) max_workers: usize,
+    pub(crate) min_workers: usize,
+    pub(crate) keep_alive: Duration,
+    pub(crate) stall_timeout: Option<Duration>,
+    pub(crate) help: bool,
+    pub(crate) help_depth: usize,
+    pub(crate) max_pending: usize,
+    pub(crate) overflow: Overflow,
+    pub(crate) thread_name: String,
+    pub(crate) stack_size: Option<usize>,
+    /// Workers started at once, without waiting for the watchdog.
+    pub(crate) eager_workers: usize,
+}
+
+/// A snapshot of a runtime's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Worker threads alive now.
+    pub workers: usize,
+    /// Workers waiting for calls.
+    pub idle: usize,
+    /// Workers blocked in a kasync wait they could not help with.
+    pub blocked: usize,
+    /// Calls scheduled but not yet started.
+    pub queued: usize,
+    /// Calls scheduled and not yet finished (queued or running).
+    pub pending: usize,
+    /// Worker threads started since the runtime was built.
+    pub spawned: u64,
+    /// Times the executor refused to start a worker (the runtime kept going
+    /// with the workers it had).
+    pub spawn_failures: u64,
+    /// Calls run by a waiting thread instead of a worker (rule 2).
+    pub helped: u64,
+    /// Replacement workers started because a worker blocked in a kasync wait
+    /// (rule 3).
+    pub compensations: u64,
+    /// Watchdog ticks that found the pool stalled and added workers (rule 4).
+    pub stalls: u64,
+    /// The most workers alive at once.
+    pub peak_workers: usize,
+    /// Calls finished, including those that panicked.
+    pub completed: u64,
+    /// Calls that panicked.
+    pub panicked: u64,
+}
+
+/// How `schedule` treats a full runtime.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Apply the runtime's [`Overflow`] policy.
+    Policy,
+    /// Refuse without running anything (`try_schedule`).
+    Try,
+}
+
+/// What runtime handles share with workers, domains and barriers.
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) config: Config,
+    pub(crate) executor: Arc<dyn Executor>,
+    /// Idle workers wait here.
+    pub(crate) worker_cv: Condvar,
+    /// The stall watchdog sleeps here between ticks.
+    pub(crate) watchdog_cv: Condvar,
+    /// `schedule` callers wait here for room under `Overflow::Block`.
+    pub(crate) space_cv: Condvar,
+    /// Numbers worker thread names.
+    pub(crate) worker_names: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// An identity for the thread-local context: the address of this value,
+    /// unique while any handle, worker or call of the runtime exists.
+    pub(crate) fn id(&self) -> usize {
+        self as *const Shared as usize
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
+    }
+
+    /// Schedules the body `make` returns, applying the admission rule. `None`
+    /// when the call was refused (`make` was not called).
+    pub(crate) fn schedule(
+        self: &Arc<Self>,
+        domain: DomainId,
+        make: &mut dyn FnMut() -> Body,
+        admission: Admission,
+    ) -> Option<Cookie> {
+        let mut st = self.lock();
+        let mut inline = false;
+        while st.pending >= self.config.max_pending {
+            match (admission, self.config.overflow) {
+                (Admission::Try, _) | (Admission::Policy, Overflow::Reject) => return None,
+                (Admission::Policy, Overflow::RunInline) => {
+                    inline = true;
+                    break;
+                }
+                (Admission::Policy, Overflow::Block) => {
+                    // Make room by running the lowest queued call ourselves.
+                    if let Some(claimed) = st.claim_lowest() {
+                        st.counters.helped += 1;
+                        drop(st);
+                        self.run_claimed(claimed);
+                        st = self.lock();
+                    } else {
+                        st.space_waiters += 1;
+                        st = self.space_cv.wait(st);
+                        st.space_waiters -= 1;
+                    }
+                }
+            }
+        }
+        let cookie = st.enqueue(domain, make());
+        if inline {
+            // Run the domain's earlier queued calls and then this one here,
+            // so started calls stay a prefix of the domain's cookie order.
+            while let Some(claimed) = st.claim_for(Scope::Domain(domain), cookie.get() + 1) {
+                drop(st);
+                self.run_claimed(claimed);
+                st = self.lock();
+            }
+            return Some(cookie);
+        }
+        let growth = pool::on_enqueue(self, &mut st, domain, cookie);
+        drop(st);
+        pool::grow(self, growth);
+        Some(cookie)
+    }
+
+    /// Runs a claimed call on this thread and records its end.
+    pub(crate) fn run_claimed(self: &Arc<Self>, claimed: call::Claimed) {
+        let (domain, cookie) = (claimed.domain, claimed.cookie);
+        if let Some(outcome) = call::execute(self, claimed) {
+            self.finish_call(domain, cookie, outcome);
+        }
+    }
+
+    /// Records that a call finished and wakes whoever that satisfies.
+    pub(crate) fn finish_call(&self, domain: DomainId, cookie: Cookie, outcome: call::Outcome) {
+        let mut wakeups = Wakeups::default();
+        let mut st = self.lock();
+        self.finish_locked(&mut st, domain, cookie, outcome, &mut wakeups);
+        drop(st);
+        wakeups.wake_all();
+    }
+
+    pub(crate) fn finish_locked(
+        &self,
+        st: &mut State,
+        domain: DomainId,
+        cookie: Cookie,
+        outcome: call::Outcome,
+        wakeups: &mut Wakeups,
+    ) {
+        st.finish(domain, cookie, outcome, wakeups);
+        if st.space_waiters > 0 {
+            self.space_cv.notify_one();
+        }
+    }
+}
+
+/// A kasync runtime: a cookie counter, a registered default domain, any other
+/// domains you make, and a worker pool that grows by the deadlock-free rule
+/// on top of an executor adapter.
+///
+/// Most applications use the global runtime through the facade's free
+/// functions; build your own for isolation (tests, libraries) or settings.
+///
+/// ```
+/// use kasync_core::{Overflow, Runtime};
+/// let rt = Runtime::builder()
+///     .max_workers(8)
+///     .overflow(Overflow::Block)
+///     .build()
+///     .unwrap();
+/// let cookie = rt.schedule(|cookie| println!("call {cookie} runs on a worker"));
+/// rt.synchronize_full().wait().unwrap();
+/// assert!(rt.stats().completed >= 1);
+/// # let _ = cookie;
+/// ```
+///
+/// Dropping a `Runtime` cancels nothing: calls already scheduled still run
+/// (domains and barriers keep what they need alive), and idle workers exit
+/// at once instead of after `keep_alive`.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    default_domain: Domain,
+}
+
+impl Runtime {
+    /// Builds a runtime with default settings on the adapter picked from the
+    /// enabled cargo features (see [`Builder::build`]).
+    pub fn new() -> Result<Runtime, BuildError> {
+        Builder::new().build()
+    }
+
+    /// A builder for a runtime with custom settings.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The registered default domain, used by [`Runtime::schedule`].
+    pub fn default_domain(&self) -> &Domain {
+        &self.default_domain
+    }
+
+    /// Makes a new *registered* domain: [`Runtime::synchronize_full`] covers
+    /// it. Every call makes a distinct domain; clone the handle to share it.
+    pub fn domain(&self, name: &str) -> Domain {
+        Domain::create(&self.shared, name, true)
+    }
+
+    /// Makes a new *exclusive* domain (the kernel's `ASYNC_DOMAIN_EXCLUSIVE`):
+    /// only its own barriers wait for its calls.
+    pub fn exclusive_domain(&self, name: &str) -> Domain {
+        Domain::create(&self.shared, name, false)
+    }
+
+    /// Schedules `f` in the default domain; see [`Domain::schedule`].
+    pub fn schedule<F>(&self, f: F) -> Cookie
+    where
+        F: FnOnce(Cookie) + Send + 'static,
+    {
+        self.default_domain.schedule(f)
+    }
+
+    /// Schedules `f` in the default domain unless the runtime is full; see
+    /// [`Domain::try_schedule`].
+    pub fn try_schedule<F>(&self, f: F) -> Result<Cookie, Full<F>>
+    where
+        F: FnOnce(Cookie) + Send + 'static,
+    {
+        self.default_domain.try_schedule(f)
+    }
+
+    /// Schedules an async call in the default domain; see
+    /// [`Domain::schedule_async`].
+    pub fn schedule_async<F, Fut>(&self, f: F) -> Cookie
+    where
+        F: FnOnce(Cookie) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.default_domain.schedule_async(f)
+    }
+
+    /// A barrier for every call in every registered domain, including calls
+    /// scheduled while waiting: it completes once they have all been empty at
+    /// the same instant (the kernel's `async_synchronize_full`).
+    pub fn synchronize_full(&self) -> Barrier {
+        Barrier::new(self.shared.clone(), Scope::Full, u64::MAX, None)
+    }
+
+    /// A barrier for the default domain's calls with a cookie lower than
+    /// `cookie` (the kernel's `async_synchronize_cookie`, which also looks at
+    /// the default domain only).
+    pub fn synchronize_cookie(&self, cookie: Cookie) -> Barrier {
+        self.default_domain.synchronize_cookie(cookie)
+    }
+
+    /// The name of the executor adapter this runtime runs on.
+    pub fn executor_name(&self) -> &'static str {
+        self.shared.executor.name()
+    }
+
+    /// A snapshot of the runtime's counters.
+    pub fn stats(&self) -> Stats {
+        let st = self.shared.lock();
+        let c = st.counters;
+        Stats {
+            workers: st.pool.workers,
+            idle: st.pool.idle,
+            blocked: st.pool.blocked,
+            queued: st.queued,
+            pending: st.pending,
+            spawned: c.spawned,
+            spawn_failures: c.spawn_failures,
+            helped: c.helped,
+            compensations: c.compensations,
+            stalls: c.stalls,
+            peak_workers: c.peak_workers,
+            completed: c.completed,
+            panicked: c.panicked,
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.worker_cv.notify_all();
+        self.shared.watchdog_cv.notify_all();
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("executor", &self.executor_name())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Settings for a [`Runtime`]. Every setting has a sensible default.
+///
+/// ```
+/// use std::time::Duration;
+/// let rt = kasync_core::Runtime::builder()
+///     .max_workers(64)
+///     .min_workers(2)
+///     .keep_alive(Duration::from_secs(5))
+///     .stall_timeout(Duration::from_micros(500))
+///     .thread_name("probe")
+///     .build()
+///     .unwrap();
+/// # drop(rt);
+/// ```
+#[must_use]
+pub struct Builder {
+    config: Config,
+    executor: Option<Arc<dyn Executor>>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// Default settings.
+    pub fn new() -> Builder {
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Builder {
+            config: Config {
+                max_workers: 512,
+                min_workers: 0,
+                keep_alive: Duration::from_secs(1),
+                stall_timeout: Some(Duration::from_micros(200)),
+                help: true,
+                help_depth: 16,
+                max_pending: 32768,
+                overflow: Overflow::Block,
+                thread_name: String::from("kasync-worker"),
+                stack_size: None,
+                eager_workers: parallelism,
+            },
+            executor: None,
+        }
+    }
+
+    /// The most worker threads alive at once (default 512). At the cap
+    /// nothing fails: waiting threads still run the calls they wait for.
+    pub fn max_workers(mut self, n: usize) -> Builder {
+        self.config.max_workers = n;
+        self
+    }
+
+    /// Workers kept alive even when idle (default 0); started at build time.
+    pub fn min_workers(mut self, n: usize) -> Builder {
+        self.config.min_workers = n;
+        self
+    }
+
+    /// How long a worker above `min_workers` stays idle before it exits
+    /// (default 1 s).
+    pub fn keep_alive(mut self, d: Duration) -> Builder {
+        self.config.keep_alive = d;
+        self
+    }
+
+    /// How long a worker may sit inside one call, while other calls are
+    /// queued and no worker is idle, before the watchdog adds workers
+    /// (default 200 µs). Shorter finds blocked workers sooner; longer starts
+    /// fewer threads for CPU-bound calls.
+    pub fn stall_timeout(mut self, d: Duration) -> Builder {
+        self.config.stall_timeout = Some(d);
+        self
+    }
+
+    /// Turns the stall watchdog off: only compensation for kasync waits
+    /// (rule 3) and helping (rule 2) add workers beyond the eager ones.
+    pub fn no_stall_watchdog(mut self) -> Builder {
+        self.config.stall_timeout = None;
+        self
+    }
+
+    /// Whether waiting threads run the queued calls they wait for
+    /// (default `true`). Turn it off if calls may need locks your waiting
+    /// threads hold; [`Barrier::wait_no_help`] does the same for one wait.
+    pub fn help(mut self, help: bool) -> Builder {
+        self.config.help = help;
+        self
+    }
+
+    /// How many calls deep a waiting thread may nest while helping
+    /// (default 16). Past it the thread blocks and compensation applies.
+    pub fn help_depth(mut self, depth: usize) -> Builder {
+        self.config.help_depth = depth;
+        self
+    }
+
+    /// Most unfinished calls before the [`Overflow`] policy applies
+    /// (default 32768, the kernel's `MAX_WORK`).
+    pub fn max_pending(mut self, n: usize) -> Builder {
+        self.config.max_pending = n;
+        self
+    }
+
+    /// What `schedule` does at `max_pending` (default [`Overflow::Block`]).
+    pub fn overflow(mut self, policy: Overflow) -> Builder {
+        self.config.overflow = policy;
+        self
+    }
+
+    /// Prefix of worker thread names; workers are named `<prefix>-N`
+    /// (default `kasync-worker`). Adapters that borrow their runtime's
+    /// blocking pool (tokio, async-std) keep that pool's names.
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Builder {
+        self.config.thread_name = prefix.into();
+        self
+    }
+
+    /// Stack size of worker threads, where the adapter starts its own threads.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.config.stack_size = Some(bytes);
+        self
+    }
+
+    /// Workers started as soon as calls are queued, before the watchdog is
+    /// needed (default: the number of CPUs).
+    pub fn eager_workers(mut self, n: usize) -> Builder {
+        self.config.eager_workers = n;
+        self
+    }
+
+    /// The executor adapter to run on, instead of the one picked from the
+    /// enabled features.
+    pub fn executor(mut self, executor: impl Executor) -> Builder {
+        self.executor = Some(Arc::new(executor));
+        self
+    }
+
+    /// Builds the runtime.
+    ///
+    /// Without [`Builder::executor`], the adapter comes from the enabled
+    /// cargo features in this order: `tokio` when the calling thread is
+    /// inside a tokio runtime, then `threads`, `smol`, `async-std`, and
+    /// finally `tokio` (which then fails: no tokio runtime to attach to).
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let config = self.config;
+        if config.max_workers == 0 {
+            return Err(BuildError::InvalidConfig("max_workers must be at least 1"));
+        }
+        if config.min_workers > config.max_workers {
+            return Err(BuildError::InvalidConfig("min_workers must not exceed max_workers"));
+        }
+        if config.max_pending == 0 {
+            return Err(BuildError::InvalidConfig("max_pending must be at least 1"));
+        }
+        if config.stall_timeout == Some(Duration::ZERO) {
+            return Err(BuildError::InvalidConfig("stall_timeout must be longer than zero"));
+        }
+        let executor = match self.executor {
+            Some(e) => e,
+            None => executor::from_features()?,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new()),
+            config,
+            executor,
+            worker_cv: Condvar::new(),
+            watchdog_cv: Condvar::new(),
+            space_cv: Condvar::new(),
+            worker_names: std::sync::atomic::AtomicU64::new(0),
+        });
+        let default_domain = Domain::create(&shared, "default", true);
+        let growth = {
+            let mut st = shared.lock();
+            pool::reserve_workers(&shared, &mut st, shared.config.min_workers)
+        };
+        pool::grow(&shared, growth);
+        Ok(Runtime { shared, default_domain })
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder").field("config", &self.config).finish()
+    }
+}

@@ -1,0 +1,566 @@
+//! The runtime's state machine, guarded by one lock: the cookie counter, the
+//! domains with their pending calls, the barriers' waiters and unreported
+//! panics. Like the kernel's `async_lock`, one lock keeps the invariants simple
+//! to state: cookie assignment and enqueueing happen under it together, so the
+//! calls started in a domain are always a prefix of its cookie order.
+//!
+//! Nothing here blocks, spawns or runs user code; callers collect [`Wakeups`]
+//! and act on them after unlocking. That is what the loom model exercises.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Waker;
+
+use slab::Slab;
+
+use crate::call::{Body, Claimed, Outcome};
+use crate::domain::{DomainId, DomainState};
+use crate::error::{PanicReport, SyncError};
+use crate::pool::PoolState;
+use crate::sync::Condvar;
+use crate::Cookie;
+
+/// What a barrier waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Calls of one domain with cookie below the barrier's bound.
+    Domain(DomainId),
+    /// Every call of every registered domain (`synchronize_full`).
+    Full,
+}
+
+/// Index of a waiter in [`State::waiters`].
+pub(crate) type WaiterId = usize;
+
+/// How to wake a waiter.
+pub(crate) enum Wake {
+    Nobody,
+    Thread(Arc<Condvar>),
+    Task(Waker),
+}
+
+/// One barrier's registration.
+pub(crate) struct WaiterState {
+    scope: Scope,
+    below: u64,
+    done: bool,
+    /// Panics in this barrier's range it will report.
+    panics: Vec<Arc<PanicRecord>>,
+    wake: Wake,
+    /// A blocked thread that will run newly queued calls it covers.
+    helper: bool,
+}
+
+/// A panic of one call, kept in `unreported` until a barrier reports it.
+pub(crate) struct PanicRecord {
+    domain: DomainId,
+    registered: bool,
+    cookie: Cookie,
+    domain_name: Arc<str>,
+    message: Arc<str>,
+    /// Set (under the state lock) once a barrier returned it.
+    reported: AtomicBool,
+}
+
+/// Counters reported by `Runtime::stats`.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub(crate) completed: u64,
+    pub(crate) panicked: u64,
+    pub(crate) helped: u64,
+    pub(crate) spawned: u64,
+    pub(crate) spawn_failures: u64,
+    pub(crate) compensations: u64,
+    pub(crate) stalls: u64,
+    pub(crate) peak_workers: usize,
+}
+
+/// Wakers to call once the lock is released (thread waiters are notified
+/// in place, which is safe under the lock; task wakers run foreign code).
+#[derive(Default)]
+pub(crate) struct Wakeups {
+    wakers: Vec<Waker>,
+}
+
+impl Wakeups {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.wakers.is_empty()
+    }
+
+    pub(crate) fn wake_all(self) {
+        for waker in self.wakers {
+            waker.wake();
+        }
+    }
+}
+
+pub(crate) struct State {
+    next_cookie: u64,
+    pub(crate) domains: Slab<DomainState>,
+    /// Domains that have queued (not yet started) calls.
+    ready: Vec<DomainId>,
+    pub(crate) queued: usize,
+    pub(crate) pending: usize,
+    registered_pending: usize,
+    waiters: Slab<WaiterState>,
+    full_waiters: Vec<WaiterId>,
+    unreported: Vec<Arc<PanicRecord>>,
+    pub(crate) pool: PoolState,
+    pub(crate) counters: Counters,
+    pub(crate) shutdown: bool,
+    /// Threads blocked in `schedule` under `Overflow::Block`.
+    pub(crate) space_waiters: usize,
+}
+
+fn covers(scope: Scope, below: u64, domain: DomainId, registered: bool, cookie: Cookie) -> bool {
+    match scope {
+        Scope::Domain(d) => d == domain && cookie.get() < below,
+        Scope::Full => registered,
+    }
+}
+
+fn wake(waiter: &mut WaiterState, wakeups: &mut Wakeups) {
+    match std::mem::replace(&mut waiter.wake, Wake::Nobody) {
+        Wake::Nobody => {}
+        Wake::Thread(cv) => cv.notify_one(),
+        Wake::Task(waker) => wakeups.wakers.push(waker),
+    }
+}
+
+impl State {
+    pub(crate) fn new() -> State {
+        State {
+            next_cookie: 1,
+            domains: Slab::new(),
+            ready: Vec::new(),
+            queued: 0,
+            pending: 0,
+            registered_pending: 0,
+            waiters: Slab::new(),
+            full_waiters: Vec::new(),
+            unreported: Vec::new(),
+            pool: PoolState::default(),
+            counters: Counters::default(),
+            shutdown: false,
+            space_waiters: 0,
+        }
+    }
+
+    // ---- domains ----------------------------------------------------------
+
+    pub(crate) fn add_domain(&mut self, name: Arc<str>, registered: bool) -> DomainId {
+        DomainId(self.domains.insert(DomainState::new(name, registered)))
+    }
+
+    pub(crate) fn domain(&self, id: DomainId) -> &DomainState {
+        &self.domains[id.0]
+    }
+
+    /// The last handle to a domain is gone: free it once its calls finished.
+    pub(crate) fn release_domain(&mut self, id: DomainId) {
+        self.domains[id.0].orphaned = true;
+        self.remove_domain_if_unused(id);
+    }
+
+    fn remove_domain_if_unused(&mut self, id: DomainId) {
+        let d = &self.domains[id.0];
+        if d.orphaned && d.is_idle() && d.waiters.is_empty() {
+            self.domains.remove(id.0);
+        }
+    }
+
+    /// Takes a domain out of `synchronize_full`'s reach.
+    pub(crate) fn unregister(&mut self, id: DomainId, wakeups: &mut Wakeups) {
+        let d = &mut self.domains[id.0];
+        if !d.registered {
+            return;
+        }
+        d.registered = false;
+        self.registered_pending -= d.unfinished();
+        self.wake_full_if_drained(wakeups);
+    }
+
+    // ---- calls ------------------------------------------------------------
+
+    /// Assigns the next cookie and queues the call, in one step.
+    pub(crate) fn enqueue(&mut self, domain: DomainId, body: Body) -> Cookie {
+        let cookie = Cookie::from_counter(self.next_cookie);
+        self.next_cookie += 1;
+        let d = &mut self.domains[domain.0];
+        if !d.has_queued() {
+            self.ready.push(domain);
+        }
+        d.push(cookie, body);
+        self.queued += 1;
+        self.pending += 1;
+        if d.registered {
+            self.registered_pending += 1;
+        }
+        cookie
+    }
+
+    fn claim_from(&mut self, domain: DomainId) -> Option<Claimed> {
+        let d = &mut self.domains[domain.0];
+        let (cookie, body) = d.claim()?;
+        if !d.has_queued() {
+            if let Some(at) = self.ready.iter().position(|&r| r == domain) {
+                self.ready.swap_remove(at);
+            }
+        }
+        self.queued -= 1;
+        Some(Claimed { domain, cookie, body })
+    }
+
+    /// The ready domain whose next queued call has the lowest cookie, among
+    /// those `eligible` accepts.
+    fn lowest_ready(&self, eligible: impl Fn(&DomainState) -> bool) -> Option<DomainId> {
+        self.ready
+            .iter()
+            .copied()
+            .filter(|id| eligible(&self.domains[id.0]))
+            .min_by_key(|id| self.domains[id.0].next_queued())
+    }
+
+    /// Rule 1: the lowest queued cookie of the whole runtime.
+    pub(crate) fn claim_lowest(&mut self) -> Option<Claimed> {
+        let id = self.lowest_ready(|_| true)?;
+        self.claim_from(id)
+    }
+
+    /// Rule 2: the lowest queued call a barrier over `scope`/`below` covers.
+    pub(crate) fn claim_for(&mut self, scope: Scope, below: u64) -> Option<Claimed> {
+        match scope {
+            Scope::Domain(id) => {
+                let next = self.domains[id.0].next_queued()?;
+                if next.get() < below {
+                    self.claim_from(id)
+                } else {
+                    None
+                }
+            }
+            Scope::Full => {
+                let id = self.lowest_ready(|d| d.registered)?;
+                self.claim_from(id)
+            }
+        }
+    }
+
+    /// Records that a call finished and wakes the barriers it satisfied.
+    pub(crate) fn finish(&mut self, domain: DomainId, cookie: Cookie, outcome: Outcome, wakeups: &mut Wakeups) {
+        let State {
+            domains,
+            waiters,
+            full_waiters,
+            unreported,
+            counters,
+            ..
+        } = self;
+        let d = &mut domains[domain.0];
+        let advanced = d.finish(cookie);
+        let registered = d.registered;
+        self.pending -= 1;
+        counters.completed += 1;
+        if registered {
+            self.registered_pending -= 1;
+        }
+        if let Err(message) = outcome {
+            counters.panicked += 1;
+            let record = Arc::new(PanicRecord {
+                domain,
+                registered,
+                cookie,
+                domain_name: d.name.clone(),
+                message,
+                reported: AtomicBool::new(false),
+            });
+            // Every barrier already waiting over this call reports it, and so
+            // does every later barrier covering it, until one has reported it.
+            let first = d.waiters.partition_point(|&(below, _)| below <= cookie.get());
+            let domain_waiters = d.waiters[first..].iter().map(|&(_, w)| w);
+            let full = if registered { &full_waiters[..] } else { &[] };
+            for w in domain_waiters.chain(full.iter().copied()) {
+                let waiter = &mut waiters[w];
+                if !waiter.done {
+                    waiter.panics.push(record.clone());
+                }
+            }
+            unreported.push(record);
+        }
+        if advanced {
+            // Only the prefix of waiters whose bound the front has reached.
+            let lowest = d.lowest_pending();
+            let satisfied = d.waiters.partition_point(|&(below, _)| below <= lowest);
+            for (_, w) in d.waiters.drain(..satisfied) {
+                let waiter = &mut waiters[w];
+                waiter.done = true;
+                wake(waiter, wakeups);
+            }
+        }
+        if registered {
+            self.wake_full_if_drained(wakeups);
+        }
+        self.remove_domain_if_unused(domain);
+    }
+
+    fn wake_full_if_drained(&mut self, wakeups: &mut Wakeups) {
+        if self.registered_pending != 0 {
+            return;
+        }
+        for w in self.full_waiters.drain(..) {
+            let waiter = &mut self.waiters[w];
+            waiter.done = true;
+            wake(waiter, wakeups);
+        }
+    }
+
+    // ---- waiters ----------------------------------------------------------
+
+    fn satisfied(&self, scope: Scope, below: u64) -> bool {
+        match scope {
+            Scope::Domain(id) => self.domains[id.0].lowest_pending() >= below,
+            Scope::Full => self.registered_pending == 0,
+        }
+    }
+
+    /// Registers a barrier. It will report the unreported panics in its range.
+    /// `None` when the barrier is already satisfied with nothing to report:
+    /// then there is nothing to register.
+    pub(crate) fn add_waiter(&mut self, scope: Scope, below: u64) -> Option<WaiterId> {
+        let panics: Vec<_> = self
+            .unreported
+            .iter()
+            .filter(|r| covers(scope, below, r.domain, r.registered, r.cookie))
+            .cloned()
+            .collect();
+        let done = self.satisfied(scope, below);
+        if done && panics.is_empty() {
+            return None;
+        }
+        let id = self.waiters.insert(WaiterState {
+            scope,
+            below,
+            done,
+            panics,
+            wake: Wake::Nobody,
+            helper: false,
+        });
+        if !done {
+            match scope {
+                Scope::Domain(d) => {
+                    let list = &mut self.domains[d.0].waiters;
+                    let at = list.partition_point(|&(b, _)| b <= below);
+                    list.insert(at, (below, id));
+                }
+                Scope::Full => self.full_waiters.push(id),
+            }
+        }
+        Some(id)
+    }
+
+    pub(crate) fn waiter_done(&self, id: WaiterId) -> bool {
+        self.waiters[id].done
+    }
+
+    pub(crate) fn waiter_scope(&self, id: WaiterId) -> (Scope, u64) {
+        let w = &self.waiters[id];
+        (w.scope, w.below)
+    }
+
+    /// Arms the waiter's wake-up; `helper` says it will run calls it covers.
+    pub(crate) fn set_wake(&mut self, id: WaiterId, wake: Wake, helper: bool) {
+        let w = &mut self.waiters[id];
+        w.wake = wake;
+        w.helper = helper;
+    }
+
+    fn unlink(&mut self, id: WaiterId) {
+        let w = &self.waiters[id];
+        if w.done {
+            return;
+        }
+        match w.scope {
+            Scope::Domain(d) => {
+                let below = w.below;
+                let list = &mut self.domains[d.0].waiters;
+                let from = list.partition_point(|&(b, _)| b < below);
+                if let Some(at) = list[from..].iter().position(|&(_, x)| x == id) {
+                    list.remove(from + at);
+                }
+            }
+            Scope::Full => {
+                if let Some(at) = self.full_waiters.iter().position(|&x| x == id) {
+                    self.full_waiters.swap_remove(at);
+                }
+            }
+        }
+    }
+
+    /// Removes a satisfied waiter and returns what its barrier reports.
+    pub(crate) fn take_result(&mut self, id: WaiterId) -> Result<(), SyncError> {
+        self.unlink(id);
+        let waiter = self.waiters.remove(id);
+        let mut panics = waiter.panics;
+        if panics.is_empty() {
+            return Ok(());
+        }
+        panics.sort_by_key(|r| r.cookie);
+        panics.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        for r in &panics {
+            r.reported.store(true, Ordering::Relaxed);
+        }
+        self.unreported.retain(|r| !r.reported.load(Ordering::Relaxed));
+        let first = &panics[0];
+        Err(SyncError::Panicked(PanicReport::new(
+            first.cookie,
+            first.domain_name.clone(),
+            first.message.clone(),
+            panics.len() - 1,
+        )))
+    }
+
+    /// Removes a waiter whose barrier was dropped (or timed out) before
+    /// reporting; its panics stay for the next barrier.
+    pub(crate) fn remove_waiter(&mut self, id: WaiterId) {
+        self.unlink(id);
+        self.waiters.remove(id);
+    }
+
+    /// Rule 2 for calls queued while a barrier waits: wakes one blocked,
+    /// helping waiter that covers the new call. Returns whether one was woken.
+    pub(crate) fn wake_helper_for(&mut self, domain: DomainId, cookie: Cookie) -> bool {
+        let d = &self.domains[domain.0];
+        let registered = d.registered;
+        let first = d.waiters.partition_point(|&(below, _)| below <= cookie.get());
+        let domain_waiters = d.waiters[first..].iter().map(|&(_, w)| w);
+        let full = if registered { &self.full_waiters[..] } else { &[] };
+        for w in domain_waiters.chain(full.iter().copied()) {
+            let waiter = &mut self.waiters[w];
+            if waiter.helper {
+                if let Wake::Thread(cv) = &waiter.wake {
+                    cv.notify_one();
+                    waiter.helper = false;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Whether a barrier over `scope`/`below` covers a call on this thread's
+    /// stack (`frame_domain`, `frame_cookie`).
+    pub(crate) fn covers_call(&self, scope: Scope, below: u64, domain: DomainId, cookie: Cookie) -> bool {
+        let registered = self.domains.get(domain.0).is_some_and(|d| d.registered);
+        covers(scope, below, domain, registered, cookie)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The state machine alone, without threads. Named `miri_*` so CI runs
+    //! them under miri as well.
+
+    use super::*;
+
+    fn blocking() -> Body {
+        Body::Blocking(Box::new(|_| {}))
+    }
+
+    fn state_with_domain(registered: bool) -> (State, DomainId) {
+        let mut st = State::new();
+        let d = st.add_domain(Arc::from("d"), registered);
+        (st, d)
+    }
+
+    #[test]
+    fn miri_cookies_increase_and_claims_are_lowest_first() {
+        let mut st = State::new();
+        let a = st.add_domain(Arc::from("a"), true);
+        let b = st.add_domain(Arc::from("b"), false);
+        let c1 = st.enqueue(b, blocking());
+        let c2 = st.enqueue(a, blocking());
+        let c3 = st.enqueue(b, blocking());
+        assert!(c1 < c2 && c2 < c3);
+        assert_eq!(st.queued, 3);
+        assert_eq!(st.claim_lowest().map(|c| c.cookie), Some(c1));
+        // Helping a full barrier only takes registered domains' calls.
+        assert_eq!(st.claim_for(Scope::Full, u64::MAX).map(|c| c.cookie), Some(c2));
+        // A cookie barrier only takes calls below its bound.
+        assert!(st.claim_for(Scope::Domain(b), c3.get()).is_none());
+        assert_eq!(st.claim_for(Scope::Domain(b), u64::MAX).map(|c| c.cookie), Some(c3));
+        assert!(st.claim_lowest().is_none());
+        assert_eq!((st.queued, st.pending), (0, 3));
+    }
+
+    #[test]
+    fn miri_waiters_are_satisfied_in_order_of_their_bound() {
+        let (mut st, d) = state_with_domain(true);
+        let c1 = st.enqueue(d, blocking());
+        let c2 = st.enqueue(d, blocking());
+        let early = st.add_waiter(Scope::Domain(d), c2.get()).unwrap();
+        let late = st.add_waiter(Scope::Domain(d), u64::MAX).unwrap();
+        let full = st.add_waiter(Scope::Full, u64::MAX).unwrap();
+        st.claim_lowest();
+        st.claim_lowest();
+        let mut wakeups = Wakeups::default();
+        st.finish(d, c2, Ok(()), &mut wakeups);
+        assert!(!st.waiter_done(early) && !st.waiter_done(late) && !st.waiter_done(full));
+        st.finish(d, c1, Ok(()), &mut wakeups);
+        assert!(st.waiter_done(early) && st.waiter_done(late) && st.waiter_done(full));
+        for w in [early, late, full] {
+            assert_eq!(st.take_result(w), Ok(()));
+        }
+        // Satisfied with nothing to report: nothing is registered.
+        assert!(st.add_waiter(Scope::Domain(d), u64::MAX).is_none());
+    }
+
+    #[test]
+    fn miri_panics_go_to_waiting_barriers_and_then_to_the_next_one() {
+        let (mut st, d) = state_with_domain(true);
+        let c1 = st.enqueue(d, blocking());
+        let waiting = st.add_waiter(Scope::Domain(d), u64::MAX).unwrap();
+        st.claim_lowest();
+        let mut wakeups = Wakeups::default();
+        st.finish(d, c1, Err(Arc::from("boom")), &mut wakeups);
+        // A barrier made now, before anyone reported it, reports it too.
+        let later = st.add_waiter(Scope::Full, u64::MAX).unwrap();
+        let report = |r: Result<(), SyncError>| match r {
+            Err(SyncError::Panicked(p)) => (p.cookie(), p.message().to_string()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(report(st.take_result(waiting)), (c1, "boom".to_string()));
+        assert_eq!(report(st.take_result(later)), (c1, "boom".to_string()));
+        // Reported: the next barrier is clean.
+        assert!(st.add_waiter(Scope::Full, u64::MAX).is_none());
+    }
+
+    #[test]
+    fn miri_dropped_barrier_leaves_its_panic_for_the_next() {
+        let (mut st, d) = state_with_domain(false);
+        let c1 = st.enqueue(d, blocking());
+        st.claim_lowest();
+        let mut wakeups = Wakeups::default();
+        st.finish(d, c1, Err(Arc::from("kept")), &mut wakeups);
+        let dropped = st.add_waiter(Scope::Domain(d), u64::MAX).unwrap();
+        st.remove_waiter(dropped);
+        // Exclusive domain: a full barrier does not cover it.
+        assert!(st.add_waiter(Scope::Full, u64::MAX).is_none());
+        let next = st.add_waiter(Scope::Domain(d), u64::MAX).unwrap();
+        assert!(matches!(st.take_result(next), Err(SyncError::Panicked(_))));
+    }
+
+    #[test]
+    fn miri_unregister_releases_full_waiters_and_orphans_are_freed() {
+        let (mut st, d) = state_with_domain(true);
+        let c1 = st.enqueue(d, blocking());
+        let full = st.add_waiter(Scope::Full, u64::MAX).unwrap();
+        let mut wakeups = Wakeups::default();
+        st.unregister(d, &mut wakeups);
+        assert!(st.waiter_done(full));
+        assert_eq!(st.take_result(full), Ok(()));
+        st.release_domain(d);
+        assert!(st.domains.contains(d.0), "still has a pending call");
+        st.claim_lowest();
+        st.finish(d, c1, Ok(()), &mut wakeups);
+        assert!(!st.domains.contains(d.0), "freed after its last call");
+    }
+}

@@ -1,0 +1,129 @@
+//! The one door to synchronisation primitives.
+//!
+//! Everything in kasync-core that blocks, locks or spawns a thread goes through
+//! this module, so that `--cfg loom` can swap in loom's model-checked versions
+//! (the approach tokio and crossbeam take). parking_lot is used otherwise: it is
+//! small, fast and its guards never poison, which matters because a panicking
+//! scheduled call must never poison the runtime.
+
+use std::time::Instant;
+
+#[cfg(not(loom))]
+pub(crate) use std::thread_local;
+
+#[cfg(loom)]
+pub(crate) use loom::thread_local;
+
+/// A mutex whose guard never poisons.
+pub(crate) struct Mutex<T> {
+    #[cfg(not(loom))]
+    inner: parking_lot::Mutex<T>,
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<T>,
+}
+
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Mutex {
+            #[cfg(not(loom))]
+            inner: parking_lot::Mutex::new(value),
+            #[cfg(loom)]
+            inner: loom::sync::Mutex::new(value),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        #[cfg(not(loom))]
+        {
+            self.inner.lock()
+        }
+        #[cfg(loom)]
+        {
+            // kasync never panics while holding its lock, so poisoning cannot
+            // happen; recover the guard rather than unwrap to stay panic-free.
+            self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+}
+
+/// A condition variable used with [`Mutex`]. Guards are passed by value so the
+/// same call sites compile against parking_lot and loom.
+pub(crate) struct Condvar {
+    #[cfg(not(loom))]
+    inner: parking_lot::Condvar,
+    #[cfg(loom)]
+    inner: loom::sync::Condvar,
+}
+
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar {
+            #[cfg(not(loom))]
+            inner: parking_lot::Condvar::new(),
+            #[cfg(loom)]
+            inner: loom::sync::Condvar::new(),
+        }
+    }
+
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        #[cfg(not(loom))]
+        {
+            let mut guard = guard;
+            self.inner.wait(&mut guard);
+            guard
+        }
+        #[cfg(loom)]
+        {
+            self.inner.wait(guard).unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    /// Waits until notified or until `deadline`; returns the guard and whether
+    /// the deadline passed. Under loom time is not modelled: the wait is untimed.
+    pub(crate) fn wait_until<'a, T>(&self, guard: MutexGuard<'a, T>, deadline: Instant) -> (MutexGuard<'a, T>, bool) {
+        #[cfg(not(loom))]
+        {
+            let mut guard = guard;
+            let timed_out = self.inner.wait_until(&mut guard, deadline).timed_out();
+            (guard, timed_out)
+        }
+        #[cfg(loom)]
+        {
+            let _ = deadline;
+            (self.wait(guard), false)
+        }
+    }
+
+    pub(crate) fn notify_one(&self) {
+        #[cfg(not(loom))]
+        {
+            self.inner.notify_one();
+        }
+        #[cfg(loom)]
+        {
+            self.inner.notify_one();
+        }
+    }
+
+    pub(crate) fn notify_all(&self) {
+        #[cfg(not(loom))]
+        {
+            self.inner.notify_all();
+        }
+        #[cfg(loom)]
+        {
+            self.inner.notify_all();
+        }
+    }
+}
+
+/// The current time; a function so a model checker could replace it.
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}

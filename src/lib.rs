@@ -1,0 +1,108 @@
+//! **kasync** brings the Linux kernel's asynchronous function calls
+//! (`kernel/async.c`) to Rust applications: schedule slow, blocking calls and
+//! get back ordered *cookies*; run many in parallel; wait on *domain
+//! barriers* ("everything in this domain", "everything before this cookie")
+//! from blocking code or with `.await`; and never deadlock when calls wait on
+//! each other, because the worker pool follows one deadlock-free growth rule
+//! on every executor.
+//!
+//! # Probe in parallel, register in order
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//!
+//! let registered = Arc::new(Mutex::new(Vec::new()));
+//! for disk in ["sda", "sdb", "sdc", "sdd"] {
+//!     let registered = registered.clone();
+//!     kasync::schedule(move |cookie| {
+//!         // The slow part runs in parallel with the other probes ...
+//!         std::thread::sleep(std::time::Duration::from_millis(5));
+//!         // ... then each waits for the probes scheduled before it,
+//!         kasync::synchronize_cookie(cookie).wait().unwrap();
+//!         // so registration happens in cookie order.
+//!         registered.lock().unwrap().push(disk);
+//!     });
+//! }
+//! kasync::synchronize_full().wait().unwrap();
+//! assert_eq!(*registered.lock().unwrap(), ["sda", "sdb", "sdc", "sdd"]);
+//! ```
+//!
+//! # The model
+//!
+//! * [`Runtime`] owns a cookie counter, domains, the worker pool and the
+//!   executor adapter. The free functions of this crate use a global one,
+//!   built on first use.
+//! * [`Cookie`]: every call's ticket, increasing across all domains.
+//! * [`Domain`]: a named set of calls with its own barrier; *registered*
+//!   domains are covered by [`synchronize_full`], *exclusive* ones are not.
+//! * [`Barrier`]: `.await` it (holds no thread) or `.wait()` on it (runs the
+//!   calls it waits for while it waits).
+//!
+//! # Which waits are guaranteed to finish
+//!
+//! See the [`kasync_core`] crate documentation, section *Guarantees*.
+//!
+//! # Choosing an executor
+//!
+//! Cargo features pick the adapter: `threads` (default, native threads),
+//! `tokio`, `async-std` (deprecated upstream; kept for its users) and `smol`.
+//! With several enabled, [`Runtime::new`] picks tokio when called inside a
+//! tokio runtime, else threads, smol, async-std, in that order;
+//! [`Builder::executor`] chooses explicitly.
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+pub use kasync_core::executor;
+pub use kasync_core::{
+    current_cookie, current_is_async, Barrier, BuildError, Builder, Cookie, Domain, Executor, Full, Overflow,
+    PanicReport, Runtime, Stats, SyncError,
+};
+
+static GLOBAL: OnceLock<Runtime> = OnceLock::new();
+
+/// The global runtime, built with default settings on first use.
+///
+/// # Panics
+///
+/// If no executor adapter can be built here: for example with only the
+/// `tokio` feature enabled, when first used outside a tokio runtime. Build
+/// your own [`Runtime`] to handle that as an error.
+pub fn runtime() -> &'static Runtime {
+    GLOBAL.get_or_init(|| match Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => panic!("kasync: cannot build the global runtime: {e}"),
+    })
+}
+
+/// Schedules `f` in the global runtime's default domain (the kernel's
+/// `async_schedule`) and returns its cookie; `f` receives the same cookie.
+pub fn schedule<F>(f: F) -> Cookie
+where
+    F: FnOnce(Cookie) + Send + 'static,
+{
+    runtime().schedule(f)
+}
+
+/// Schedules an async call in the global runtime's default domain; see
+/// [`Domain::schedule_async`].
+pub fn schedule_async<F, Fut>(f: F) -> Cookie
+where
+    F: FnOnce(Cookie) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    runtime().schedule_async(f)
+}
+
+/// A barrier for every call in every registered domain of the global runtime
+/// (the kernel's `async_synchronize_full`).
+pub fn synchronize_full() -> Barrier {
+    runtime().synchronize_full()
+}
+
+/// A barrier for the global default domain's calls scheduled before
+/// `cookie` (the kernel's `async_synchronize_cookie`).
+pub fn synchronize_cookie(cookie: Cookie) -> Barrier {
+    runtime().synchronize_cookie(cookie)
+}

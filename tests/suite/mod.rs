@@ -1,0 +1,67 @@
+//! The conformance suite: every semantic of the kasync API, written once and
+//! run against a runtime built by each adapter's `builder()` function.
+//!
+//! Each adapter's test file does `mod suite; suite::conformance!(builder);`.
+
+#![allow(dead_code)]
+
+pub mod gate;
+pub mod growth;
+pub mod model;
+
+/// Instantiates every conformance test for an adapter. `$builder` is a
+/// `fn() -> kasync::Builder` that selects the adapter.
+macro_rules! conformance {
+    ($builder:path) => {
+        $crate::suite::conformance!(@tests $builder;
+            model::cookies_are_nonzero_and_increase_across_domains,
+            model::call_receives_its_own_cookie,
+            model::context_inside_and_outside_calls,
+            model::exclusive_domain_is_not_covered_by_synchronize_full,
+            model::registered_domains_are_covered_by_synchronize_full,
+            model::unregistered_domain_is_no_longer_covered,
+            model::synchronize_cookie_waits_only_for_earlier_calls,
+            model::synchronize_waits_for_calls_scheduled_while_waiting,
+            model::wait_timeout_times_out_and_calls_keep_running,
+            model::barrier_is_a_future,
+            model::only_satisfied_waiters_are_woken,
+            model::dispatch_is_lowest_cookie_first,
+            model::panics_are_reported_and_do_not_poison,
+            model::panic_is_reported_by_every_waiting_barrier_once,
+            model::panic_before_any_barrier_is_not_lost,
+            model::waiting_on_own_call_would_deadlock,
+            model::waiting_inside_async_call_on_own_domain_would_deadlock,
+            model::try_schedule_gives_the_function_back_when_full,
+            model::reject_policy_panics_with_a_clear_message,
+            model::run_inline_policy_runs_on_the_caller_with_a_cookie,
+            model::block_policy_makes_room_by_helping,
+            model::async_calls_run_and_count_as_calls,
+            model::async_call_panics_are_reported,
+            model::stats_count_what_happened,
+            model::builder_rejects_bad_settings,
+            growth::nested_parents_and_children_finish_with_one_worker,
+            growth::nested_parents_and_children_finish_with_two_workers,
+            growth::ten_thousand_predecessor_waits_with_one_worker,
+            growth::cross_domain_chains_finish_with_a_small_cap,
+            growth::invisible_blocking_is_resolved_by_the_watchdog,
+            growth::huge_backlog_is_drained_by_helping_without_overflow,
+            growth::cap_is_never_exceeded_and_idle_workers_shrink,
+            growth::helping_respects_help_depth,
+            growth::wait_no_help_never_runs_calls_on_the_waiter,
+            growth::blocked_worker_is_compensated,
+            growth::stress_random_waits,
+        );
+    };
+    (@tests $builder:path; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::suite::$module::$name(&$builder);
+            }
+        )*
+    };
+}
+pub(crate) use conformance;
+
+/// What the suite needs from an adapter: a builder with its executor set.
+pub type MakeBuilder = dyn Fn() -> kasync::Builder;

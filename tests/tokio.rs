@@ -1,0 +1,96 @@
+//! The conformance suite on the tokio adapter, plus tokio-specific behaviour.
+#![cfg(feature = "tokio")]
+
+mod suite;
+
+use std::sync::OnceLock;
+
+use kasync::executor::Tokio;
+use kasync::{Runtime, SyncError};
+
+/// One multi-thread tokio runtime shared by the suite's tests; the tests
+/// themselves block from plain test threads, outside it.
+fn tokio_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+fn builder() -> kasync::Builder {
+    Runtime::builder().executor(Tokio::with_handle(tokio_runtime().handle().clone()))
+}
+
+suite::conformance!(builder);
+
+#[test]
+fn attaching_outside_a_tokio_runtime_is_a_clear_error() {
+    let err = Tokio::current().unwrap_err();
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_new_inside_tokio_picks_tokio_and_awaits_barriers() {
+    let rt = Runtime::new().unwrap();
+    assert_eq!(rt.executor_name(), "tokio");
+    let domain = rt.domain("svc");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let first = domain.schedule_async(|_| async move {
+        let _ = rx.await;
+    });
+    let second = domain.schedule(|_| {});
+    let barrier = domain.synchronize_cookie(second);
+    assert!(!barrier.is_done());
+    tx.send(()).unwrap();
+    barrier.await.unwrap();
+    domain.synchronize().await.unwrap();
+    assert!(first < second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_wait_on_a_multi_thread_worker_uses_block_in_place() {
+    let rt = Runtime::new().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    rt.schedule(move |_| rx.recv().unwrap());
+    // The sender runs as a separate tokio task while this worker blocks.
+    tokio::spawn(async move { tx.send(()).unwrap() });
+    rt.synchronize_full().wait().unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn blocking_wait_on_a_current_thread_runtime_is_refused() {
+    let rt = Runtime::new().unwrap();
+    assert_eq!(rt.executor_name(), "tokio");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    rt.schedule_async(|_| async move {
+        let _ = rx.await;
+    });
+    match rt.synchronize_full().wait() {
+        Err(SyncError::BlockingNotAllowed { executor, reason }) => {
+            assert_eq!(executor, "tokio");
+            assert!(reason.contains("current-thread"), "{reason}");
+        }
+        other => panic!("expected BlockingNotAllowed, got {other:?}"),
+    }
+    tx.send(()).unwrap();
+    rt.synchronize_full().await.unwrap();
+}
+
+#[test]
+fn blocking_inside_an_async_call_uses_block_in_place() {
+    let rt = builder().build().unwrap();
+    let domain = rt.domain("inner");
+    let other = rt.exclusive_domain("other");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let o = other.clone();
+    domain.schedule_async(move |_| async move {
+        o.schedule(|_| {});
+        tx.send(o.synchronize().wait()).unwrap();
+    });
+    assert_eq!(rx.recv().unwrap(), Ok(()));
+    domain.synchronize().wait().unwrap();
+}
