@@ -5,12 +5,14 @@
 //!
 //! Run with `cargo bench --bench boot`.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::Criterion;
+
+mod common;
+use common::Results;
 
 const CALLS: usize = 256;
 const BLOCK: Duration = Duration::from_millis(20);
@@ -114,74 +116,33 @@ fn boot_rayon(pool: &rayon::ThreadPool) {
     }
 }
 
-type Results = Arc<Mutex<BTreeMap<&'static str, Vec<Duration>>>>;
-
-fn timed(results: &Results, name: &'static str, iters: u64, mut f: impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let start = Instant::now();
-        f();
-        let took = start.elapsed();
-        results.lock().unwrap().entry(name).or_default().push(took);
-        total += took;
-    }
-    total
-}
-
 fn bench_boot(c: &mut Criterion, results: &Results) {
     let mut group = c.benchmark_group("boot_256x20ms");
     group.sample_size(10).warm_up_time(Duration::from_millis(200));
     let rt = kasync::Runtime::new().unwrap();
     group.bench_function("kasync", |b| {
-        b.iter_custom(|iters| timed(results, "kasync", iters, || boot_kasync(&rt)))
+        b.iter_custom(|iters| results.timed("kasync", iters, || boot_kasync(&rt)))
     });
     group.bench_function("blocking::unblock", |b| {
-        b.iter_custom(|iters| timed(results, "blocking::unblock", iters, boot_blocking))
+        b.iter_custom(|iters| results.timed("blocking::unblock", iters, boot_blocking))
     });
     group.bench_function("std::thread::scope", |b| {
-        b.iter_custom(|iters| timed(results, "std::thread::scope", iters, boot_thread_scope))
+        b.iter_custom(|iters| results.timed("std::thread::scope", iters, boot_thread_scope))
     });
     let tokio_rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
     group.bench_function("tokio spawn_blocking+JoinSet", |b| {
-        b.iter_custom(|iters| timed(results, "tokio spawn_blocking+JoinSet", iters, || boot_tokio(&tokio_rt)))
+        b.iter_custom(|iters| results.timed("tokio spawn_blocking+JoinSet", iters, || boot_tokio(&tokio_rt)))
     });
     group.finish();
     // rayon needs CALLS * BLOCK / threads per run: measure it a few times only.
     let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
-    timed(results, "rayon scope (then register)", 2, || boot_rayon(&pool));
-}
-
-fn print_ratios(results: &Results) {
-    let results = results.lock().unwrap();
-    println!(
-        "\nboot: {CALLS} calls x {} ms, ideal {} ms",
-        BLOCK.as_millis(),
-        BLOCK.as_millis()
-    );
-    println!("{:<32} {:>12} {:>14}", "contender", "median ms", "x ideal");
-    let mut rows: Vec<(&str, Duration)> = results
-        .iter()
-        .map(|(name, times)| {
-            let mut times = times.clone();
-            times.sort();
-            (*name, times[times.len() / 2])
-        })
-        .collect();
-    rows.sort_by_key(|r| r.1);
-    for (name, median) in &rows {
-        println!(
-            "{:<32} {:>12.2} {:>14.2}",
-            name,
-            median.as_secs_f64() * 1e3,
-            median.as_secs_f64() / BLOCK.as_secs_f64()
-        );
-    }
+    results.timed("rayon scope (then register)", 2, || boot_rayon(&pool));
 }
 
 fn main() {
-    let results: Results = Arc::default();
+    let results = Results::default();
     let mut c = Criterion::default().configure_from_args();
     bench_boot(&mut c, &results);
     c.final_summary();
-    print_ratios(&results);
+    results.print_ratios(&format!("boot: {CALLS} calls x {} ms", BLOCK.as_millis()), BLOCK);
 }

@@ -21,6 +21,54 @@
 //! }
 //! rt.synchronize_full().wait().unwrap();
 //! ```
+//!
+//! # Guarantees
+//!
+//! The worker pool follows one growth rule on every executor:
+//!
+//! 1. **Lowest cookie first.** Workers and helping waiters always start the
+//!    lowest queued cookie, and cookie assignment and enqueueing happen in one
+//!    step, so within a domain the started calls are a prefix of cookie order.
+//! 2. **Borrow the waiter's thread.** [`Barrier::wait`] first runs the queued
+//!    calls it covers, lowest first, nesting at most
+//!    [`Builder::help_depth`] calls deep per thread.
+//!    [`Barrier::wait_no_help`] and [`Builder::help`] turn this off.
+//! 3. **Compensate at once.** A worker about to block in a kasync wait it
+//!    cannot help with, while calls are queued and no worker is idle, starts
+//!    a replacement immediately.
+//! 4. **Watchdog.** While calls are queued, no worker is idle and some worker
+//!    has been inside one call for [`Builder::stall_timeout`] (sleep, I/O,
+//!    foreign locks: blocking kasync cannot see), the pool doubles. No timer
+//!    runs while nothing is queued.
+//! 5. **Cap and shrink.** Never more than [`Builder::max_workers`] workers;
+//!    idle workers above [`Builder::min_workers`] exit after
+//!    [`Builder::keep_alive`].
+//!
+//! What that guarantees to finish, counting workers plus the threads that
+//! wait:
+//!
+//! * **Waits on earlier cookies finish with a single worker.** If every call
+//!   waits only through barriers on cookies lower than its own (the kernel's
+//!   `synchronize_cookie(own_cookie)` pattern, in its own or any other
+//!   domain), everything finishes with `max_workers(1)`: by rule 1 the
+//!   lowest unfinished call never waits on anything unstarted, and rule 2
+//!   runs what a waiter needs on the waiter's own thread.
+//! * **Acyclic waits finish below the cap.** If the graph "call A waits on a
+//!   barrier covering call B" has no cycle and all waiting goes through kasync
+//!   barriers, everything finishes as long as the cap leaves one thread per
+//!   `help_depth` levels of the longest chain of waits: a waiter helps with
+//!   what it waits for (rule 2) and a worker that still has to block is
+//!   replaced at once (rule 3). The nested parent/child and cross-domain
+//!   chain tests run this with `max_workers(1)` and `max_workers(2)`.
+//! * **Waits kasync cannot see** (a call blocking on a channel another queued
+//!   call feeds) finish while the cap is not reached: the watchdog adds a
+//!   worker within about `stall_timeout`.
+//! * **Not guaranteed:** cycles (A waits for B while B waits for A, which is a
+//!   bug kasync reports as [`SyncError::WouldDeadlock`] only when both are on
+//!   one thread), invisible blocking once `max_workers` threads are all
+//!   blocked, and waits on calls that never get scheduled.
+//!
+//! Waits from async code (`.await`) hold no thread at all.
 #![warn(missing_docs)]
 
 mod barrier;

@@ -1,0 +1,60 @@
+//! Shared by the benchmarks: timing every iteration criterion runs, and the
+//! ratio table printed at the end of a run. Each bench uses part of it.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every measured iteration, per contender.
+#[derive(Clone, Default)]
+pub struct Results(Arc<Mutex<BTreeMap<String, Vec<Duration>>>>);
+
+impl Results {
+    /// Runs `f` `iters` times, recording each run; returns the total (for
+    /// criterion's `iter_custom`).
+    pub fn timed(&self, name: &str, iters: u64, mut f: impl FnMut()) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let start = Instant::now();
+            f();
+            let took = start.elapsed();
+            self.0.lock().unwrap().entry(name.to_string()).or_default().push(took);
+            total += took;
+        }
+        total
+    }
+
+    /// Records a contender that could not finish.
+    pub fn failed(&self, name: &str) {
+        self.0.lock().unwrap().entry(name.to_string()).or_default();
+    }
+
+    /// Prints each contender's median and its ratio to `ideal`, fastest first.
+    pub fn print_ratios(&self, title: &str, ideal: Duration) {
+        let results = self.0.lock().unwrap();
+        println!("\n{title}; ideal {:.1} ms", ideal.as_secs_f64() * 1e3);
+        println!("{:<40} {:>12} {:>10}", "contender", "median ms", "x ideal");
+        let mut rows: Vec<(&String, Option<Duration>)> = results
+            .iter()
+            .map(|(name, times)| {
+                let mut times = times.clone();
+                times.sort();
+                (name, times.get(times.len() / 2).copied())
+            })
+            .collect();
+        rows.sort_by_key(|r| r.1.unwrap_or(Duration::MAX));
+        for (name, median) in rows {
+            match median {
+                Some(m) => println!(
+                    "{:<40} {:>12.2} {:>10.2}",
+                    name,
+                    m.as_secs_f64() * 1e3,
+                    m.as_secs_f64() / ideal.as_secs_f64()
+                ),
+                None => println!("{:<40} {:>12} {:>10}", name, "deadlock", "-"),
+            }
+        }
+    }
+}
