@@ -56,8 +56,8 @@ use std::sync::OnceLock;
 
 pub use kasync_core::executor;
 pub use kasync_core::{
-    current_cookie, current_is_async, Barrier, BuildError, Builder, Cookie, Domain, Executor, Full, Overflow,
-    PanicReport, Runtime, Stats, SyncError,
+    current_cookie, current_is_async, Barrier, BuildError, Builder, Cookie, Domain, Executor, Full, Item, ItemScope,
+    Overflow, PanicReport, Runtime, Stats, Submitted, SyncError, WaitError, Work,
 };
 
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();

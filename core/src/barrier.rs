@@ -17,8 +17,18 @@ use crate::executor::Blocking;
 use crate::pool;
 use crate::runtime::Shared;
 use crate::state::{Scope, State, WaiterId, Wake};
-use crate::sync::{now, Condvar, MutexGuard};
+use crate::sync::{now, MutexGuard};
 use crate::Cookie;
+
+/// Whether (and how) the calling thread may block on `shared`'s barriers.
+/// Kasync's own workers may always block; elsewhere the adapter says.
+pub(crate) fn blocking_permission(shared: &Shared) -> Blocking {
+    if context::is_any_worker() {
+        Blocking::Allowed
+    } else {
+        shared.executor.blocking(context::in_async_poll())
+    }
+}
 
 /// A wait for a set of calls: everything in a domain
 /// ([`Domain::synchronize`]), everything before a cookie
@@ -123,11 +133,7 @@ impl Barrier {
         // Kasync's own workers may always block; elsewhere the adapter says.
         // Asked first, even if the barrier is done, so the answer does not
         // depend on timing.
-        let permission = if context::is_any_worker() {
-            Blocking::Allowed
-        } else {
-            shared.executor.blocking(context::in_async_poll())
-        };
+        let permission = blocking_permission(&shared);
         if let Blocking::Forbidden(reason) = permission {
             let error = SyncError::BlockingNotAllowed {
                 executor: shared.executor.name(),
@@ -166,60 +172,30 @@ impl Barrier {
     fn block_here<'a>(
         &mut self,
         shared: &'a Arc<Shared>,
-        mut st: MutexGuard<'a, State>,
+        st: MutexGuard<'a, State>,
         id: WaiterId,
         help: bool,
         deadline: Option<Instant>,
     ) -> Result<(), SyncError> {
-        let may_help = help && shared.config.help && context::depth() < shared.config.help_depth;
-        let worker_slot = context::worker_slot(shared.id());
-        // Set while this worker counts as blocked: its call's start time.
-        let mut blocked: Option<Option<Instant>> = None;
-        let mut cv: Option<Arc<Condvar>> = None;
-        let result = loop {
-            if st.waiter_done(id) {
-                break st.take_result(id);
-            }
-            if may_help {
-                let (scope, below) = st.waiter_scope(id);
-                if let Some(claimed) = st.claim_for(scope, below) {
-                    st.counters.helped += 1;
-                    if let (Some(slot), Some(saved)) = (worker_slot, blocked.take()) {
-                        st.pool.blocked -= 1;
-                        st.pool.busy[slot] = saved;
-                    }
-                    drop(st);
-                    pool::run_helped(shared, claimed);
-                    st = shared.lock();
-                    continue;
-                }
-            }
-            if deadline.is_some_and(|d| now() >= d) {
-                break Err(SyncError::TimedOut);
-            }
-            if let (Some(slot), None) = (worker_slot, &blocked) {
-                // Rule 3: this worker is about to block in a kasync wait.
-                st.pool.blocked += 1;
-                blocked = Some(st.pool.busy[slot].take());
-                let growth = pool::compensate(shared, &mut st);
-                if !growth.is_empty() {
-                    drop(st);
-                    pool::grow(shared, growth);
-                    st = shared.lock();
-                    continue;
-                }
-            }
-            let cv = cv.get_or_insert_with(context::thread_condvar).clone();
-            st.set_wake(id, Wake::Thread(cv.clone()), may_help);
-            st = match deadline {
-                Some(d) => cv.wait_until(st, d).0,
-                None => cv.wait(st),
-            };
+        let (scope, below) = st.waiter_scope(id);
+        let wait = pool::Wait {
+            scope,
+            below,
+            help,
+            deadline,
         };
-        if let (Some(slot), Some(saved)) = (worker_slot, blocked) {
-            st.pool.blocked -= 1;
-            st.pool.busy[slot] = saved;
-        }
+        let (mut st, done) = pool::block_until(
+            shared,
+            st,
+            wait,
+            &mut |st| st.waiter_done(id),
+            &mut |st, wake, helper| st.set_wake(id, wake, helper),
+        );
+        let result = if done {
+            st.take_result(id)
+        } else {
+            Err(SyncError::TimedOut)
+        };
         self.finish(&mut st, id, result)
     }
 }

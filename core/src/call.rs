@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use crate::context::{AsyncPollGuard, Frame, FrameGuard};
 use crate::domain::DomainId;
+use crate::item::ItemCall;
 use crate::runtime::Shared;
 use crate::Cookie;
 
@@ -26,6 +27,21 @@ pub(crate) enum Body {
     Blocking(Box<dyn FnOnce(Cookie) + Send + 'static>),
     /// A function that makes a future, polled on the runtime's executor.
     Async(Box<dyn FnOnce(Cookie) -> BoxFuture + Send + 'static>),
+    /// Caller-owned memory: queued by pointer, no allocation.
+    Item(ItemCall),
+}
+
+/// A call that ended on the thread that ran it.
+pub(crate) struct Finished {
+    pub(crate) outcome: Outcome,
+    /// The item to tell about it (not for detached items: already freed).
+    pub(crate) item: Option<ItemCall>,
+}
+
+impl From<Outcome> for Finished {
+    fn from(outcome: Outcome) -> Finished {
+        Finished { outcome, item: None }
+    }
 }
 
 /// A claimed call, ready to run on the claiming thread.
@@ -49,7 +65,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
 /// Runs a claimed call on this thread. Returns its outcome when it finished
 /// here, or `None` when it became a future on the executor, which reports its
 /// own outcome when it completes.
-pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Outcome> {
+pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
     let frame = Frame {
         runtime: shared.id(),
         domain: call.domain,
@@ -60,7 +76,28 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Outcome> {
         Body::Blocking(f) => {
             let result = panic::catch_unwind(AssertUnwindSafe(move || f(call.cookie)));
             drop(guard);
-            Some(result.map_err(|payload| panic_message(&*payload)))
+            Some(result.map_err(|payload| panic_message(&*payload)).into())
+        }
+        Body::Item(item) => {
+            let result = panic::catch_unwind(AssertUnwindSafe(|| item.run(call.cookie)));
+            drop(guard);
+            let outcome = result.map_err(|payload| panic_message(&*payload));
+            if item.is_detached() {
+                // The seed's kfree flag: freed before the call counts as
+                // finished, so a barrier over it returns after the free.
+                let freed = panic::catch_unwind(AssertUnwindSafe(|| item.free()));
+                let outcome = match (outcome, freed) {
+                    (Err(message), _) => Err(message),
+                    (Ok(()), Err(payload)) => Err(panic_message(&*payload)),
+                    (Ok(()), Ok(())) => Ok(()),
+                };
+                Some(outcome.into())
+            } else {
+                Some(Finished {
+                    outcome,
+                    item: Some(item),
+                })
+            }
         }
         Body::Async(make) => {
             let made = panic::catch_unwind(AssertUnwindSafe(move || make(call.cookie)));
@@ -75,7 +112,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Outcome> {
                     shared.executor.spawn_future(Box::pin(future));
                     None
                 }
-                Err(payload) => Some(Err(panic_message(&*payload))),
+                Err(payload) => Some(Err(panic_message(&*payload)).into()),
             }
         }
     }
@@ -110,7 +147,7 @@ impl Future for CallFuture {
             Err(payload) => Err(panic_message(&*payload)),
         };
         if let Some(shared) = this.shared.take() {
-            shared.finish_call(this.frame.domain, this.frame.cookie, outcome);
+            shared.finish_call(this.frame.domain, this.frame.cookie, outcome.into());
         }
         Poll::Ready(())
     }
@@ -124,7 +161,9 @@ impl Drop for CallFuture {
             shared.finish_call(
                 self.frame.domain,
                 self.frame.cookie,
-                Err(Arc::from("async call was dropped by its executor before it finished")),
+                Finished::from(Err(Arc::from(
+                    "async call was dropped by its executor before it finished",
+                ))),
             );
         }
     }

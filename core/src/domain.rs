@@ -8,8 +8,9 @@ use std::sync::Arc;
 use crate::barrier::Barrier;
 use crate::call::Body;
 use crate::error::Full;
+use crate::item::ItemCall;
 use crate::runtime::{Admission, Shared};
-use crate::state::{Scope, WaiterId};
+use crate::state::{Scope, State, WaiterId};
 use crate::Cookie;
 
 /// Index of a domain in the runtime's state.
@@ -162,6 +163,42 @@ impl Domain {
         }
     }
 
+    pub(crate) fn id(&self) -> DomainId {
+        self.inner.id
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        self.inner.name.clone()
+    }
+
+    /// Queues an item call; `prepare` initialises the item's header under the
+    /// state lock, just before the call becomes visible to workers.
+    pub(crate) fn submit_erased(&self, call: ItemCall, prepare: &mut dyn FnMut(&mut State)) -> Cookie {
+        let mut call = Some(call);
+        let mut make = |st: &mut State| {
+            prepare(st);
+            match call.take() {
+                Some(call) => Body::Item(call),
+                None => unreachable!("the body is made at most once"),
+            }
+        };
+        match self.inner.shared.schedule(self.inner.id, &mut make, Admission::Policy) {
+            Some(cookie) => cookie,
+            None => {
+                if let Some(call) = call.take() {
+                    if !call.is_borrowed() {
+                        call.free();
+                    }
+                }
+                reject_panic()
+            }
+        }
+    }
+
     /// The name given when the domain was made.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -189,7 +226,7 @@ impl Domain {
         F: FnOnce(Cookie) + Send + 'static,
     {
         let mut f = Some(f);
-        let mut make = || Body::Blocking(Box::new(f.take().expect("made once")));
+        let mut make = |_: &mut State| Body::Blocking(Box::new(f.take().expect("made once")));
         self.inner
             .shared
             .schedule(self.inner.id, &mut make, Admission::Policy)
@@ -204,7 +241,7 @@ impl Domain {
         F: FnOnce(Cookie) + Send + 'static,
     {
         let mut slot = Some(f);
-        let mut make = || match slot.take() {
+        let mut make = |_: &mut State| match slot.take() {
             Some(f) => Body::Blocking(Box::new(f)),
             None => unreachable!("the body is made at most once"),
         };
@@ -236,7 +273,7 @@ impl Domain {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let mut f = Some(f);
-        let mut make = || {
+        let mut make = |_: &mut State| {
             let f = f.take().expect("made once");
             Body::Async(Box::new(move |cookie| Box::pin(f(cookie)) as crate::call::BoxFuture))
         };

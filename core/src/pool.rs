@@ -29,8 +29,8 @@ use crate::context;
 use crate::domain::DomainId;
 use crate::executor::WorkerSpec;
 use crate::runtime::Shared;
-use crate::state::{State, Wakeups};
-use crate::sync::now;
+use crate::state::{Scope, State, Wake, Wakeups};
+use crate::sync::{now, MutexGuard};
 use crate::Cookie;
 
 /// The pool's part of the runtime state.
@@ -243,6 +243,78 @@ pub(crate) fn run_helped(shared: &Arc<Shared>, claimed: Claimed) {
     }
 }
 
+/// What a blocking wait waits for and how.
+pub(crate) struct Wait {
+    /// The calls it may help with: `scope`, cookies below `below`.
+    pub(crate) scope: Scope,
+    pub(crate) below: u64,
+    /// Whether the caller allows helping at all.
+    pub(crate) help: bool,
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// Blocks the calling thread until `is_done`, applying rules 2 and 3: it runs
+/// queued calls the wait covers (up to `help_depth` deep), and a worker about
+/// to block starts a replacement when calls are queued and no worker is idle.
+/// `arm` registers how to wake this thread (and whether it helps) with the
+/// thing waited for. Returns the guard and `false` if the deadline passed.
+pub(crate) fn block_until<'a>(
+    shared: &'a Arc<Shared>,
+    mut st: MutexGuard<'a, State>,
+    wait: Wait,
+    is_done: &mut dyn FnMut(&mut State) -> bool,
+    arm: &mut dyn FnMut(&mut State, Wake, bool),
+) -> (MutexGuard<'a, State>, bool) {
+    let may_help = wait.help && shared.config.help && context::depth() < shared.config.help_depth;
+    let worker_slot = context::worker_slot(shared.id());
+    // Set while this worker counts as blocked: its call's start time.
+    let mut blocked: Option<Option<Instant>> = None;
+    let cv = context::thread_condvar();
+    let done = loop {
+        if is_done(&mut st) {
+            break true;
+        }
+        if may_help {
+            if let Some(claimed) = st.claim_for(wait.scope, wait.below) {
+                st.counters.helped += 1;
+                if let (Some(slot), Some(saved)) = (worker_slot, blocked.take()) {
+                    st.pool.blocked -= 1;
+                    st.pool.busy[slot] = saved;
+                }
+                drop(st);
+                run_helped(shared, claimed);
+                st = shared.lock();
+                continue;
+            }
+        }
+        if wait.deadline.is_some_and(|d| now() >= d) {
+            break false;
+        }
+        if let (Some(slot), None) = (worker_slot, &blocked) {
+            // Rule 3: this worker is about to block in a kasync wait.
+            st.pool.blocked += 1;
+            blocked = Some(st.pool.busy[slot].take());
+            let growth = compensate(shared, &mut st);
+            if !growth.is_empty() {
+                drop(st);
+                grow(shared, growth);
+                st = shared.lock();
+                continue;
+            }
+        }
+        arm(&mut st, Wake::Thread(cv.clone()), may_help);
+        st = match wait.deadline {
+            Some(d) => cv.wait_until(st, d).0,
+            None => cv.wait(st),
+        };
+    };
+    if let (Some(slot), Some(saved)) = (worker_slot, blocked) {
+        st.pool.blocked -= 1;
+        st.pool.busy[slot] = saved;
+    }
+    (st, done)
+}
+
 /// A worker thread: claims the lowest queued cookie until idle for too long.
 pub(crate) fn worker_main(shared: Arc<Shared>) {
     let slot = {
@@ -260,12 +332,12 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
             wake_more(&shared, &mut st);
             drop(st);
             let (domain, cookie) = (claimed.domain, claimed.cookie);
-            let outcome = call::execute(&shared, claimed);
+            let finished = call::execute(&shared, claimed);
             let mut wakeups = Wakeups::default();
             st = shared.lock();
             st.pool.busy[slot] = None;
-            if let Some(outcome) = outcome {
-                shared.finish_locked(&mut st, domain, cookie, outcome, &mut wakeups);
+            if let Some(finished) = finished {
+                shared.finish_locked(&mut st, domain, cookie, finished, &mut wakeups);
             }
             if !wakeups.is_empty() {
                 drop(st);

@@ -124,7 +124,7 @@ impl Shared {
     pub(crate) fn schedule(
         self: &Arc<Self>,
         domain: DomainId,
-        make: &mut dyn FnMut() -> Body,
+        make: &mut dyn FnMut(&mut State) -> Body,
         admission: Admission,
     ) -> Option<Cookie> {
         let mut st = self.lock();
@@ -151,7 +151,8 @@ impl Shared {
                 }
             }
         }
-        let cookie = st.enqueue(domain, make());
+        let body = make(&mut st);
+        let cookie = st.enqueue(domain, body);
         if inline {
             // Run the domain's earlier queued calls and then this one here,
             // so started calls stay a prefix of the domain's cookie order.
@@ -171,16 +172,16 @@ impl Shared {
     /// Runs a claimed call on this thread and records its end.
     pub(crate) fn run_claimed(self: &Arc<Self>, claimed: call::Claimed) {
         let (domain, cookie) = (claimed.domain, claimed.cookie);
-        if let Some(outcome) = call::execute(self, claimed) {
-            self.finish_call(domain, cookie, outcome);
+        if let Some(finished) = call::execute(self, claimed) {
+            self.finish_call(domain, cookie, finished);
         }
     }
 
     /// Records that a call finished and wakes whoever that satisfies.
-    pub(crate) fn finish_call(&self, domain: DomainId, cookie: Cookie, outcome: call::Outcome) {
+    pub(crate) fn finish_call(&self, domain: DomainId, cookie: Cookie, finished: call::Finished) {
         let mut wakeups = Wakeups::default();
         let mut st = self.lock();
-        self.finish_locked(&mut st, domain, cookie, outcome, &mut wakeups);
+        self.finish_locked(&mut st, domain, cookie, finished, &mut wakeups);
         drop(st);
         wakeups.wake_all();
     }
@@ -190,10 +191,15 @@ impl Shared {
         st: &mut State,
         domain: DomainId,
         cookie: Cookie,
-        outcome: call::Outcome,
+        finished: call::Finished,
         wakeups: &mut Wakeups,
     ) {
-        st.finish(domain, cookie, outcome, wakeups);
+        // The item learns of its end in the same critical section in which
+        // the call stops counting as pending.
+        if let Some(item) = finished.item {
+            item.complete(st, &finished.outcome, wakeups);
+        }
+        st.finish(domain, cookie, finished.outcome, wakeups);
         if st.space_waiters > 0 {
             self.space_cv.notify_one();
         }

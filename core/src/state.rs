@@ -16,6 +16,7 @@ use slab::Slab;
 use crate::call::{Body, Claimed, Outcome};
 use crate::domain::{DomainId, DomainState};
 use crate::error::{PanicReport, SyncError};
+use crate::item::ItemCall;
 use crate::pool::PoolState;
 use crate::sync::Condvar;
 use crate::Cookie;
@@ -77,19 +78,25 @@ pub(crate) struct Counters {
 
 /// Wakers to call once the lock is released (thread waiters are notified
 /// in place, which is safe under the lock; task wakers run foreign code).
+/// Also carries an item to free whose handle was dropped while it ran:
+/// freeing runs the item's `Drop`, user code, so it too waits for the unlock.
 #[derive(Default)]
 pub(crate) struct Wakeups {
     wakers: Vec<Waker>,
+    pub(crate) free: Option<ItemCall>,
 }
 
 impl Wakeups {
     pub(crate) fn is_empty(&self) -> bool {
-        self.wakers.is_empty()
+        self.wakers.is_empty() && self.free.is_none()
     }
 
     pub(crate) fn wake_all(self) {
         for waker in self.wakers {
             waker.wake();
+        }
+        if let Some(item) = self.free {
+            item.free();
         }
     }
 }
@@ -120,10 +127,18 @@ fn covers(scope: Scope, below: u64, domain: DomainId, registered: bool, cookie: 
 }
 
 fn wake(waiter: &mut WaiterState, wakeups: &mut Wakeups) {
-    match std::mem::replace(&mut waiter.wake, Wake::Nobody) {
-        Wake::Nobody => {}
-        Wake::Thread(cv) => cv.notify_one(),
-        Wake::Task(waker) => wakeups.wakers.push(waker),
+    waiter.wake.fire(wakeups);
+}
+
+impl Wake {
+    /// Wakes whoever is registered (a task's waker after the lock is
+    /// released) and clears the registration.
+    pub(crate) fn fire(&mut self, wakeups: &mut Wakeups) {
+        match std::mem::replace(self, Wake::Nobody) {
+            Wake::Nobody => {}
+            Wake::Thread(cv) => cv.notify_one(),
+            Wake::Task(waker) => wakeups.wakers.push(waker),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod gate;
 pub mod growth;
+pub mod items;
 pub mod model;
 
 /// Instantiates every conformance test for an adapter. `$builder` is a
@@ -50,6 +51,13 @@ macro_rules! conformance {
             growth::wait_no_help_never_runs_calls_on_the_waiter,
             growth::blocked_worker_is_compensated,
             growth::stress_random_waits,
+            items::submit_and_wait_give_the_same_box_back,
+            items::items_share_cookies_domains_and_barriers_with_closures,
+            items::panicking_item_comes_back_with_the_panic,
+            items::dropped_handle_detaches_and_frees_once,
+            items::detached_items_are_freed_once_before_the_barrier_returns,
+            items::scoped_items_have_finished_when_scope_returns,
+            items::items_follow_the_growth_rule_with_one_worker,
         );
     };
     (@tests $builder:path; $($module:ident :: $name:ident),* $(,)?) => {

@@ -1,0 +1,639 @@
+//! Caller-owned call metadata (case 2 of the seed): the caller provides the
+//! memory that describes a call, hands it in, and gets it back when waiting.
+//!
+//! An [`Item`] is the caller's work plus a small header. Submitting moves the
+//! `Box<Item<W>>` in, so the same memory can never describe two outstanding
+//! calls; [`Submitted::wait`] (or `.await`) gives the very same box back. The
+//! runtime queues a pointer to the item, not a copy, so a submit/run/wait
+//! cycle allocates nothing once the runtime's queues have grown to size.
+//!
+//! Overhead per pending call, on 64-bit targets: the item header
+//! (`size_of::<Header>()`, 48 bytes: state, panic message, waker) inside the
+//! item, plus one 40-byte slot in the domain's queue; a closure call costs
+//! the same 40-byte slot plus the one boxed closure.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::domain::DomainId;
+use crate::error::PanicReport;
+use crate::executor::Blocking;
+use crate::pool;
+use crate::runtime::Shared;
+use crate::state::{Scope, State, Wake, Wakeups};
+use crate::sync::UnsafeCell;
+use crate::Cookie;
+
+/// The work an [`Item`] describes: the kernel's `async_func_t` with its data.
+///
+/// ```
+/// use kasync_core::{Cookie, Item, Work};
+/// struct Probe { port: u16, found: bool }
+/// impl Work for Probe {
+///     fn run(&mut self, _cookie: Cookie) {
+///         self.found = self.port % 2 == 0; // slow, blocking probing here
+///     }
+/// }
+/// let rt = kasync_core::Runtime::new().unwrap();
+/// let item = Item::new(Probe { port: 80, found: false });
+/// let item = rt.default_domain().submit(item).wait().unwrap();
+/// assert!(item.found);
+/// ```
+pub trait Work: Send + 'static {
+    /// Runs the call; `cookie` is the call's cookie.
+    fn run(&mut self, cookie: Cookie);
+}
+
+/// What happens to an item when its call ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// A [`Submitted`] handle will take it back.
+    Owned,
+    /// Nobody will: kasync frees it (its `Drop` is the seed's free function).
+    Detached,
+    /// It is borrowed by a [`ItemScope`], which counts it down.
+    Scoped(NonNull<ScopeCounter>),
+}
+
+/// The header's state, touched only under the runtime's state lock.
+struct Slot {
+    done: bool,
+    mode: Mode,
+    panic: Option<Arc<str>>,
+    wake: Wake,
+}
+
+/// The header every item carries: where the runtime records the end of the
+/// call and who to wake. It lives inside the caller's memory, so recording
+/// needs no allocation.
+pub(crate) struct Header {
+    slot: UnsafeCell<Slot>,
+}
+
+impl Header {
+    fn new() -> Header {
+        Header {
+            slot: UnsafeCell::new(Slot {
+                done: false,
+                mode: Mode::Owned,
+                panic: None,
+                wake: Wake::Nobody,
+            }),
+        }
+    }
+
+    /// Accesses the slot. Taking `&mut State` proves the caller holds the
+    /// runtime's state lock, which serialises every access to every slot.
+    fn with<R>(&self, _locked: &mut State, f: impl FnOnce(&mut Slot) -> R) -> R {
+        // SAFETY: the slot is only ever accessed through this function, and
+        // the `&mut State` argument can only come from the runtime's state
+        // lock guard, so no two accesses overlap. The header outlives every
+        // access: the item is freed only after its call ended and no handle
+        // can reach it any more.
+        self.slot.with_mut(|slot| f(unsafe { &mut *slot }))
+    }
+}
+
+/// Caller-owned memory describing one call: a [`Work`] and a small header.
+/// Derefs to the work.
+#[repr(C)]
+pub struct Item<W> {
+    // First, so a pointer to the item is a pointer to its header.
+    header: Header,
+    work: W,
+}
+
+// SAFETY: the header's slot is only accessed under the runtime's state lock
+// (see `Header::with`); the `NonNull` in `Mode::Scoped` points at a counter
+// that is itself only accessed under that lock. The work is `Send`.
+unsafe impl<W: Send> Send for Item<W> {}
+// SAFETY: shared references to an item only reach `work` through `Deref`
+// (requiring `W: Sync`) or the header under the state lock.
+unsafe impl<W: Sync> Sync for Item<W> {}
+
+impl<W: Work> Item<W> {
+    /// Boxes `work` as an item to submit.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(work: W) -> Box<Item<W>> {
+        Box::new(Item::local(work))
+    }
+
+    /// An item in memory you provide (a stack frame, an arena), to submit
+    /// through [`Domain::scope`](crate::Domain::scope).
+    pub fn local(work: W) -> Item<W> {
+        Item {
+            header: Header::new(),
+            work,
+        }
+    }
+
+    /// Takes the work out of the item.
+    pub fn into_inner(self: Box<Self>) -> W {
+        self.work
+    }
+
+    fn erase(ptr: NonNull<Item<W>>, detached: bool, borrowed: bool) -> ItemCall {
+        ItemCall {
+            ptr: ptr.cast(),
+            run: run_erased::<W>,
+            free: free_erased::<W>,
+            detached,
+            borrowed,
+        }
+    }
+}
+
+impl<W> Deref for Item<W> {
+    type Target = W;
+    fn deref(&self) -> &W {
+        &self.work
+    }
+}
+
+impl<W> DerefMut for Item<W> {
+    fn deref_mut(&mut self) -> &mut W {
+        &mut self.work
+    }
+}
+
+impl<W: fmt::Debug> fmt::Debug for Item<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Item").field("work", &self.work).finish()
+    }
+}
+
+/// Runs the work of the item at `ptr`.
+///
+/// # Safety
+/// `ptr` points to a live `Item<W>` that nothing else accesses until the
+/// call ends (the runtime claimed its call exactly once).
+unsafe fn run_erased<W: Work>(ptr: NonNull<Header>, cookie: Cookie) {
+    // SAFETY: guaranteed by the caller; `Item` is `repr(C)` with the header
+    // first, so the header pointer is the item pointer.
+    let item = unsafe { &mut *ptr.cast::<Item<W>>().as_ptr() };
+    item.work.run(cookie);
+}
+
+/// Frees the boxed item at `ptr`, running `W`'s `Drop`.
+///
+/// # Safety
+/// `ptr` came from `Box::<Item<W>>::into_raw`/`leak` and nothing can reach
+/// the item any more.
+unsafe fn free_erased<W: Work>(ptr: NonNull<Header>) {
+    // SAFETY: guaranteed by the caller.
+    drop(unsafe { Box::from_raw(ptr.cast::<Item<W>>().as_ptr()) });
+}
+
+/// A queued item call, type-erased.
+pub(crate) struct ItemCall {
+    ptr: NonNull<Header>,
+    run: unsafe fn(NonNull<Header>, Cookie),
+    free: unsafe fn(NonNull<Header>),
+    /// Submitted detached: freed right after it runs.
+    detached: bool,
+    /// Borrowed by a scope: never freed by kasync.
+    borrowed: bool,
+}
+
+// SAFETY: an `ItemCall` is the only handle that runs the item; the item is
+// `Send` (its `W: Work` is `Send`) and its header is lock-guarded.
+unsafe impl Send for ItemCall {}
+
+impl ItemCall {
+    /// Runs the item's work on this thread.
+    pub(crate) fn run(&self, cookie: Cookie) {
+        // SAFETY: the call was claimed exactly once, so this is the only
+        // access to the work until the call ends; the item is alive until
+        // then (its owner waits, or kasync frees it only afterwards).
+        unsafe { (self.run)(self.ptr, cookie) }
+    }
+
+    /// Whether this item is freed as soon as it ran.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached
+    }
+
+    /// Whether the item is borrowed (scoped) rather than boxed.
+    pub(crate) fn is_borrowed(&self) -> bool {
+        self.borrowed
+    }
+
+    /// Frees a boxed item nobody can reach any more.
+    pub(crate) fn free(self) {
+        // SAFETY: called only for boxed items whose handle is gone (detached
+        // from the start, or whose `Submitted` was dropped) after their call
+        // ended.
+        unsafe { (self.free)(self.ptr) }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the item is alive while its call is pending.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Records the end of the call in the item, under the state lock. A
+    /// handle dropped meanwhile leaves the item to be freed after unlocking.
+    pub(crate) fn complete(self, st: &mut State, outcome: &crate::call::Outcome, wakeups: &mut Wakeups) {
+        let mode = self.header().with(st, |slot| slot.mode);
+        match mode {
+            Mode::Detached => wakeups.free = Some(self),
+            Mode::Owned => self.header().with(st, |slot| {
+                slot.done = true;
+                slot.panic = outcome.clone().err();
+                slot.wake.fire(wakeups);
+            }),
+            Mode::Scoped(counter) => {
+                // SAFETY: the counter lives in `Domain::scope`'s frame, which
+                // waits for this call before returning; the lock is held.
+                let counter = unsafe { &mut *counter.as_ptr() };
+                counter.remaining -= 1;
+                if let (Err(message), None) = (outcome, &counter.panic) {
+                    counter.panic = Some(message.clone());
+                }
+                if counter.remaining == 0 {
+                    counter.wake.fire(wakeups);
+                }
+            }
+        }
+    }
+}
+
+/// Why [`Submitted::wait`] did not give the item back cleanly.
+#[non_exhaustive]
+pub enum WaitError<W> {
+    /// The item's `run` panicked. The item comes back anyway.
+    Panicked {
+        /// The item, ready to be submitted again.
+        item: Box<Item<W>>,
+        /// The panic.
+        report: PanicReport,
+    },
+    /// Blocking here would stall the async runtime; `.await` the handle.
+    BlockingNotAllowed {
+        /// The handle, still waitable.
+        submitted: Submitted<W>,
+        /// Why blocking is not possible on this thread.
+        reason: &'static str,
+    },
+}
+
+impl<W> fmt::Debug for WaitError<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitError::Panicked { report, .. } => f.debug_struct("Panicked").field("report", report).finish(),
+            WaitError::BlockingNotAllowed { reason, .. } => {
+                f.debug_struct("BlockingNotAllowed").field("reason", reason).finish()
+            }
+        }
+    }
+}
+
+impl<W> fmt::Display for WaitError<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitError::Panicked { report, .. } => report.fmt(f),
+            WaitError::BlockingNotAllowed { reason, .. } => {
+                write!(
+                    f,
+                    "cannot block on a kasync item here ({reason}); `.await` the handle instead"
+                )
+            }
+        }
+    }
+}
+
+impl<W> std::error::Error for WaitError<W> {}
+
+/// A submitted item: wait for it (or `.await` it) to get the same box back.
+/// Dropping it detaches the item: kasync frees it after it runs.
+#[must_use = "dropping the handle detaches the item; wait for it to get it back"]
+pub struct Submitted<W> {
+    shared: Arc<Shared>,
+    domain: DomainId,
+    cookie: Cookie,
+    item: Option<NonNull<Item<W>>>,
+    domain_name: Arc<str>,
+}
+
+// SAFETY: the handle owns the right to take the item back; the item is `Send`.
+unsafe impl<W: Send> Send for Submitted<W> {}
+// SAFETY: `&Submitted` only exposes the cookie.
+unsafe impl<W: Send> Sync for Submitted<W> {}
+
+impl<W: Work> Submitted<W> {
+    /// The item's call's cookie.
+    pub fn cookie(&self) -> Cookie {
+        self.cookie
+    }
+
+    fn header(&self, ptr: NonNull<Item<W>>) -> &Header {
+        // SAFETY: the item stays alive while this handle holds its pointer.
+        unsafe { &ptr.as_ref().header }
+    }
+
+    /// Takes the item back once its call is done (lock held).
+    fn take(&mut self, st: &mut State) -> Option<Result<Box<Item<W>>, WaitError<W>>> {
+        let ptr = self.item?;
+        let (done, panic) = self.header(ptr).with(st, |slot| {
+            if slot.done {
+                slot.done = false;
+                (true, slot.panic.take())
+            } else {
+                (false, None)
+            }
+        });
+        if !done {
+            return None;
+        }
+        self.item = None;
+        // SAFETY: the pointer came from `Box::leak` in `submit`, the call has
+        // ended, and this handle was the only way back to it.
+        let item = unsafe { Box::from_raw(ptr.as_ptr()) };
+        Some(match panic {
+            None => Ok(item),
+            Some(message) => Err(WaitError::Panicked {
+                item,
+                report: PanicReport::new(self.cookie, self.domain_name.clone(), message, 0),
+            }),
+        })
+    }
+
+    /// Blocks until the call ran and gives the item back — the same box,
+    /// ready to be submitted again. Meanwhile this thread runs the domain's
+    /// queued calls up to this one, lowest cookie first.
+    pub fn wait(mut self) -> Result<Box<Item<W>>, WaitError<W>> {
+        let shared = self.shared.clone();
+        match crate::barrier::blocking_permission(&shared) {
+            Blocking::Forbidden(reason) => Err(WaitError::BlockingNotAllowed {
+                submitted: self,
+                reason,
+            }),
+            Blocking::InPlace => {
+                let mut result = None;
+                shared
+                    .executor
+                    .block_in_place(&mut || result = Some(self.block(&shared)));
+                match result {
+                    Some(result) => result,
+                    None => unreachable!("block_in_place runs its function"),
+                }
+            }
+            _ => self.block(&shared),
+        }
+    }
+
+    fn block(&mut self, shared: &Arc<Shared>) -> Result<Box<Item<W>>, WaitError<W>> {
+        let st = shared.lock();
+        let ptr = match self.item {
+            Some(ptr) => ptr,
+            None => unreachable!("a Submitted handle holds its item until it returns it"),
+        };
+        let wait = pool::Wait {
+            scope: Scope::Domain(self.domain),
+            below: self.cookie.get() + 1,
+            help: true,
+            deadline: None,
+        };
+        let header = self.header(ptr) as *const Header;
+        // SAFETY (both closures): the item is alive while `self` holds it.
+        let (mut st, _) = pool::block_until(
+            shared,
+            st,
+            wait,
+            &mut |st| unsafe { &*header }.with(st, |slot| slot.done),
+            &mut |st, wake, _| unsafe { &*header }.with(st, |slot| slot.wake = wake),
+        );
+        match self.take(&mut st) {
+            Some(result) => result,
+            None => unreachable!("block_until without a deadline returns when done"),
+        }
+    }
+}
+
+impl<W: Work> Future for Submitted<W> {
+    type Output = Result<Box<Item<W>>, WaitError<W>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let shared = this.shared.clone();
+        let mut st = shared.lock();
+        if let Some(result) = this.take(&mut st) {
+            return Poll::Ready(result);
+        }
+        let Some(ptr) = this.item else {
+            panic!("Submitted polled after it returned its item");
+        };
+        let waker = cx.waker().clone();
+        this.header(ptr).with(&mut st, |slot| slot.wake = Wake::Task(waker));
+        Poll::Pending
+    }
+}
+
+impl<W> Drop for Submitted<W> {
+    fn drop(&mut self) {
+        let Some(ptr) = self.item.take() else {
+            return;
+        };
+        let free_now = {
+            let mut st = self.shared.lock();
+            // SAFETY: the item is alive until this handle or the runtime frees it.
+            let header = unsafe { &ptr.as_ref().header };
+            header.with(&mut st, |slot| {
+                slot.wake = Wake::Nobody;
+                if slot.done {
+                    true
+                } else {
+                    slot.mode = Mode::Detached;
+                    false
+                }
+            })
+        };
+        if free_now {
+            // SAFETY: the call ended and this handle was the last way to the item.
+            drop(unsafe { Box::from_raw(ptr.as_ptr()) });
+        }
+    }
+}
+
+impl<W> fmt::Debug for Submitted<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Submitted").field("cookie", &self.cookie).finish()
+    }
+}
+
+/// How many of a scope's items are still pending; lives in `Domain::scope`'s
+/// stack frame and is only accessed under the state lock.
+pub(crate) struct ScopeCounter {
+    remaining: usize,
+    panic: Option<Arc<str>>,
+    wake: Wake,
+}
+
+/// Submits borrowed items; see [`Domain::scope`](crate::Domain::scope).
+pub struct ItemScope<'a> {
+    domain: crate::Domain,
+    counter: NonNull<ScopeCounter>,
+    highest: std::cell::Cell<Option<Cookie>>,
+    _items: PhantomData<&'a mut ()>,
+}
+
+impl<'a> ItemScope<'a> {
+    /// Submits an item borrowed for the scope. It runs like any call of the
+    /// domain; the scope returns only after it finished.
+    pub fn submit<W: Work>(&self, item: &'a mut Item<W>) -> Cookie {
+        let counter = self.counter;
+        let ptr = NonNull::from(item);
+        let cookie = self
+            .domain
+            .submit_erased(Item::erase(ptr, false, true), &mut |st: &mut State| {
+                // SAFETY: the counter lives in the scope's frame; the lock is held.
+                unsafe { &mut *counter.as_ptr() }.remaining += 1;
+                // SAFETY: the item is borrowed for the scope, which outlives the call.
+                unsafe { &ptr.as_ref().header }.with(st, |slot| {
+                    slot.mode = Mode::Scoped(counter);
+                    slot.done = false;
+                });
+            });
+        self.highest.set(Some(cookie));
+        cookie
+    }
+}
+
+impl crate::Domain {
+    /// Submits a boxed item; its ownership moves in and comes back through
+    /// [`Submitted::wait`] or `.await`, so the same memory can never describe
+    /// two outstanding calls:
+    ///
+    /// ```compile_fail
+    /// # use kasync_core::{Cookie, Item, Work};
+    /// # struct Nop;
+    /// # impl Work for Nop { fn run(&mut self, _: Cookie) {} }
+    /// # let rt = kasync_core::Runtime::new().unwrap();
+    /// let item = Item::new(Nop);
+    /// let first = rt.default_domain().submit(item);
+    /// let second = rt.default_domain().submit(item); // error: `item` was moved
+    /// ```
+    pub fn submit<W: Work>(&self, item: Box<Item<W>>) -> Submitted<W> {
+        let ptr = NonNull::from(Box::leak(item));
+        let cookie = self.submit_erased(Item::erase(ptr, false, false), &mut |st: &mut State| {
+            // SAFETY: we own the item; nobody else can reach it yet.
+            unsafe { &ptr.as_ref().header }.with(st, |slot| {
+                slot.mode = Mode::Owned;
+                slot.done = false;
+                slot.panic = None;
+            });
+        });
+        Submitted {
+            shared: self.shared().clone(),
+            domain: self.id(),
+            cookie,
+            item: Some(ptr),
+            domain_name: self.name_arc(),
+        }
+    }
+
+    /// Submits a boxed item that kasync frees after it runs (the seed's kfree
+    /// flag). `W`'s `Drop` is the free function: it runs exactly once, after
+    /// `run` and before the call counts as finished, so a barrier covering
+    /// the item returns only after it was freed.
+    pub fn submit_detached<W: Work>(&self, item: Box<Item<W>>) -> Cookie {
+        let ptr = NonNull::from(Box::leak(item));
+        self.submit_erased(Item::erase(ptr, true, false), &mut |st: &mut State| {
+            // SAFETY: we own the item; nobody else can reach it yet.
+            unsafe { &ptr.as_ref().header }.with(st, |slot| slot.mode = Mode::Detached);
+        })
+    }
+
+    /// Runs `f` with a scope for items in memory you provide (a stack frame,
+    /// an arena): `s.submit(&mut item)`. Every submitted item's call has
+    /// finished when `scope` returns, like `std::thread::scope`.
+    ///
+    /// ```
+    /// use kasync_core::{Cookie, Item, Work};
+    /// struct Square(u64);
+    /// impl Work for Square {
+    ///     fn run(&mut self, _: Cookie) { self.0 *= self.0; }
+    /// }
+    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// let mut items = [Item::local(Square(2)), Item::local(Square(3))];
+    /// rt.default_domain().scope(|s| {
+    ///     for item in items.iter_mut() {
+    ///         s.submit(item);
+    ///     }
+    /// });
+    /// assert_eq!(items.iter().map(|i| i.0).collect::<Vec<_>>(), [4, 9]);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// After every item finished, if `f` panicked (the panic continues) or if
+    /// a submitted item's `run` panicked (like `std::thread::scope`).
+    pub fn scope<'a, R>(&self, f: impl FnOnce(&ItemScope<'a>) -> R) -> R {
+        let counter = std::cell::UnsafeCell::new(ScopeCounter {
+            remaining: 0,
+            panic: None,
+            wake: Wake::Nobody,
+        });
+        let scope = ItemScope {
+            domain: self.clone(),
+            // SAFETY: `UnsafeCell::get` is never null.
+            counter: unsafe { NonNull::new_unchecked(counter.get()) },
+            highest: std::cell::Cell::new(None),
+            _items: PhantomData,
+        };
+        /// Waits for the scope's items even if `f` panics: they borrow memory
+        /// that must outlive their calls.
+        struct WaitOnDrop<'s, 'a>(&'s ItemScope<'a>);
+        impl Drop for WaitOnDrop<'_, '_> {
+            fn drop(&mut self) {
+                self.0.wait_all();
+            }
+        }
+        let guard = WaitOnDrop(&scope);
+        let result = f(&scope);
+        drop(guard);
+        let panic = {
+            let _st = self.shared().lock();
+            // SAFETY: all items finished; the lock is held.
+            unsafe { &mut *scope.counter.as_ptr() }.panic.take()
+        };
+        if let Some(message) = panic {
+            panic!("kasync: a call submitted in a scope panicked: {message}");
+        }
+        result
+    }
+}
+
+impl ItemScope<'_> {
+    /// Blocks until every submitted item finished, helping with the domain's
+    /// calls up to the highest submitted cookie. Always blocks, whatever the
+    /// executor: the items borrow memory that must outlive their calls.
+    fn wait_all(&self) {
+        let Some(highest) = self.highest.get() else {
+            return;
+        };
+        let shared = self.domain.shared();
+        let counter = self.counter;
+        let wait = pool::Wait {
+            scope: Scope::Domain(self.domain.id()),
+            below: highest.get() + 1,
+            help: true,
+            deadline: None,
+        };
+        // SAFETY (both closures): the counter lives in the scope's frame;
+        // the lock is held whenever they run.
+        let _ = pool::block_until(
+            shared,
+            shared.lock(),
+            wait,
+            &mut |_| unsafe { &*counter.as_ptr() }.remaining == 0,
+            &mut |_, wake, _| unsafe { &mut *counter.as_ptr() }.wake = wake,
+        );
+    }
+}
