@@ -133,7 +133,8 @@ impl<W: Work> Item<W> {
         }
     }
 
-    /// Takes the work out of the item.
+    /// Takes the work out of the item (and frees the item's memory).
+    #[allow(clippy::boxed_local)] // it takes what `submit`/`wait` hand out
     pub fn into_inner(self: Box<Self>) -> W {
         self.work
     }
@@ -628,12 +629,13 @@ impl ItemScope<'_> {
         };
         // SAFETY (both closures): the counter lives in the scope's frame;
         // the lock is held whenever they run.
-        let _ = pool::block_until(
+        let (st, _) = pool::block_until(
             shared,
             shared.lock(),
             wait,
             &mut |_| unsafe { &*counter.as_ptr() }.remaining == 0,
             &mut |_, wake, _| unsafe { &mut *counter.as_ptr() }.wake = wake,
         );
+        drop(st);
     }
 }
