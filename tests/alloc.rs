@@ -1,0 +1,121 @@
+//! Allocation counts: an item's submit/run/wait cycle allocates nothing in
+//! steady state; a scheduled closure costs exactly one allocation (the
+//! kernel's kzalloc of an async_entry). One test function, so no other test
+//! thread allocates while we count.
+#![cfg(feature = "threads")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use kasync::{Cookie, Item, Runtime, Work};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    let r = f();
+    COUNTING.store(false, Ordering::SeqCst);
+    (r, ALLOCATIONS.load(Ordering::SeqCst))
+}
+
+struct Tick(u64);
+
+impl Work for Tick {
+    fn run(&mut self, cookie: Cookie) {
+        self.0 = self.0.wrapping_add(cookie.get());
+    }
+}
+
+/// Blocks the only worker until told to go on.
+fn block_worker(rt: &Runtime) -> mpsc::SyncSender<()> {
+    let (go_tx, go_rx) = mpsc::sync_channel::<()>(1);
+    let (started_tx, started_rx) = mpsc::sync_channel::<()>(1);
+    rt.schedule(move |_| {
+        started_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+    });
+    started_rx.recv().unwrap();
+    go_tx
+}
+
+#[test]
+fn allocations_per_call() {
+    // One pre-started worker, no watchdog: no thread is started while we count.
+    let rt = Runtime::builder()
+        .executor(kasync::executor::Threads)
+        .min_workers(1)
+        .max_workers(1)
+        .no_stall_watchdog()
+        .build()
+        .unwrap();
+    let domain = rt.domain("counted");
+
+    // Items: warm up (queues and the waiter's parking spot), then count.
+    let mut item = Item::new(Tick(0));
+    for _ in 0..100 {
+        item = domain.submit(item).wait().unwrap();
+    }
+    let (item, allocations) = count(|| {
+        let mut item = item;
+        for _ in 0..10_000 {
+            item = domain.submit(item).wait().unwrap();
+        }
+        item
+    });
+    assert_eq!(allocations, 0, "submit/run/wait cycles of one item must not allocate");
+    assert_ne!(item.0, 0);
+
+    // Closures: with the worker held, grow the queue to 10,000 once, then
+    // count 10,000 schedules into the grown queue.
+    for _ in 0..2 {
+        let go = block_worker(&rt);
+        let ((), allocations) = count(|| {
+            for _ in 0..10_000 {
+                let captured = 7u64;
+                domain.schedule(move |cookie| {
+                    std::hint::black_box(cookie.get() + captured);
+                });
+            }
+        });
+        go.send(()).unwrap();
+        domain.synchronize().wait().unwrap();
+        rt.synchronize_full().wait().unwrap();
+        println!("10,000 schedule calls: {allocations} allocations");
+        if allocations == 10_000 {
+            return;
+        }
+    }
+    panic!("10,000 schedule calls did not allocate exactly 10,000 times once warm");
+}
