@@ -42,6 +42,7 @@ impl Work for Add {
 /// One batch per contender: BATCH calls, then wait for all of them.
 struct Contenders {
     kasync: kasync::Runtime,
+    #[allow(clippy::vec_box)] // submit takes and wait returns boxes
     items: Vec<Box<Item<Add>>>,
     rayon: rayon::ThreadPool,
     tokio: tokio::runtime::Runtime,
