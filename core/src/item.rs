@@ -17,7 +17,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -169,6 +169,16 @@ impl<W: fmt::Debug> fmt::Debug for Item<W> {
     }
 }
 
+/// The header of the item at `ptr`, without borrowing the rest of the item
+/// (its work may be running on another thread).
+///
+/// # Safety
+/// `ptr` points to a live `Item<W>` for `'a`.
+unsafe fn header_of<'a, W>(ptr: NonNull<Item<W>>) -> &'a Header {
+    // SAFETY: guaranteed by the caller.
+    unsafe { &*ptr::addr_of!((*ptr.as_ptr()).header) }
+}
+
 /// Runs the work of the item at `ptr`.
 ///
 /// # Safety
@@ -176,9 +186,11 @@ impl<W: fmt::Debug> fmt::Debug for Item<W> {
 /// call ends (the runtime claimed its call exactly once).
 unsafe fn run_erased<W: Work>(ptr: NonNull<Header>, cookie: Cookie) {
     // SAFETY: guaranteed by the caller; `Item` is `repr(C)` with the header
-    // first, so the header pointer is the item pointer.
-    let item = unsafe { &mut *ptr.cast::<Item<W>>().as_ptr() };
-    item.work.run(cookie);
+    // first, so the header pointer is the item pointer. Only the work is
+    // borrowed: other threads read the header meanwhile (under the lock), so
+    // no reference to the whole item may exist while it runs.
+    let work = unsafe { &mut *ptr::addr_of_mut!((*ptr.cast::<Item<W>>().as_ptr()).work) };
+    work.run(cookie);
 }
 
 /// Frees the boxed item at `ptr`, running `W`'s `Drop`.
@@ -335,7 +347,7 @@ impl<W: Work> Submitted<W> {
 
     fn header(&self, ptr: NonNull<Item<W>>) -> &Header {
         // SAFETY: the item stays alive while this handle holds its pointer.
-        unsafe { &ptr.as_ref().header }
+        unsafe { header_of(ptr) }
     }
 
     /// Takes the item back once its call is done (lock held).
@@ -444,7 +456,7 @@ impl<W> Drop for Submitted<W> {
         let free_now = {
             let mut st = self.shared.lock();
             // SAFETY: the item is alive until this handle or the runtime frees it.
-            let header = unsafe { &ptr.as_ref().header };
+            let header = unsafe { header_of(ptr) };
             header.with(&mut st, |slot| {
                 slot.wake = Wake::Nobody;
                 if slot.done {
@@ -496,7 +508,7 @@ impl<'a> ItemScope<'a> {
                 // SAFETY: the counter lives in the scope's frame; the lock is held.
                 unsafe { &mut *counter.as_ptr() }.remaining += 1;
                 // SAFETY: the item is borrowed for the scope, which outlives the call.
-                unsafe { &ptr.as_ref().header }.with(st, |slot| {
+                unsafe { header_of(ptr) }.with(st, |slot| {
                     slot.mode = Mode::Scoped(counter);
                     slot.done = false;
                 });
@@ -524,7 +536,7 @@ impl crate::Domain {
         let ptr = NonNull::from(Box::leak(item));
         let cookie = self.submit_erased(Item::erase(ptr, false, false), &mut |st: &mut State| {
             // SAFETY: we own the item; nobody else can reach it yet.
-            unsafe { &ptr.as_ref().header }.with(st, |slot| {
+            unsafe { header_of(ptr) }.with(st, |slot| {
                 slot.mode = Mode::Owned;
                 slot.done = false;
                 slot.panic = None;
@@ -547,7 +559,7 @@ impl crate::Domain {
         let ptr = NonNull::from(Box::leak(item));
         self.submit_erased(Item::erase(ptr, true, false), &mut |st: &mut State| {
             // SAFETY: we own the item; nobody else can reach it yet.
-            unsafe { &ptr.as_ref().header }.with(st, |slot| slot.mode = Mode::Detached);
+            unsafe { header_of(ptr) }.with(st, |slot| slot.mode = Mode::Detached);
         })
     }
 
