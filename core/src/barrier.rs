@@ -121,7 +121,7 @@ impl Barrier {
     fn finish(&mut self, st: &mut State, id: WaiterId, result: Result<(), SyncError>) -> Result<(), SyncError> {
         match &result {
             Ok(()) | Err(SyncError::Panicked(_)) => {}
-            Err(_) => st.remove_waiter(id),
+            Err(_) => drop(st.remove_waiter(id)),
         }
         self.waiter = None;
         self.result = Some(result.clone());
@@ -140,7 +140,8 @@ impl Barrier {
                 reason,
             };
             if let Some(id) = self.waiter.take() {
-                shared.lock().remove_waiter(id);
+                let registration = shared.lock().remove_waiter(id);
+                drop(registration);
             }
             return Err(error);
         }
@@ -162,7 +163,10 @@ impl Barrier {
                 let st = shared.lock();
                 result = Some(self.block_here(&shared, st, id, help, deadline));
             });
-            result.unwrap_or(Ok(()))
+            result.unwrap_or(Err(SyncError::BlockingNotAllowed {
+                executor: shared.executor.name(),
+                reason: "the executor's block_in_place did not run the wait",
+            }))
         } else {
             self.block_here(&shared, st, id, help, deadline)
         }
@@ -189,7 +193,7 @@ impl Barrier {
             st,
             wait,
             &mut |st| st.waiter_done(id),
-            &mut |st, wake, helper| st.set_wake(id, wake, helper),
+            &mut |st, wake, helper| drop(st.set_wake(id, wake, helper)),
         );
         let result = if done {
             st.take_result(id)
@@ -217,7 +221,9 @@ impl Future for Barrier {
         if let Some(waiter) = this.own_call(&st, id) {
             return Poll::Ready(this.finish(&mut st, id, Err(SyncError::WouldDeadlock { waiter })));
         }
-        st.set_wake(id, Wake::Task(cx.waker().clone()), false);
+        let previous = st.set_wake(id, Wake::Task(cx.waker().clone()), false);
+        drop(st);
+        drop(previous);
         Poll::Pending
     }
 }
@@ -231,7 +237,8 @@ impl FusedFuture for Barrier {
 impl Drop for Barrier {
     fn drop(&mut self) {
         if let Some(id) = self.waiter.take() {
-            self.shared.lock().remove_waiter(id);
+            let registration = self.shared.lock().remove_waiter(id);
+            drop(registration); // after unlocking: it may hold a waker
         }
     }
 }

@@ -31,6 +31,8 @@ struct CallSlot {
 /// so the front is always the lowest unfinished cookie: the kernel's
 /// `lowest_in_progress`.
 pub(crate) struct DomainState {
+    /// Unique for the runtime's life, unlike the slab index.
+    pub(crate) uid: u64,
     pub(crate) name: Arc<str>,
     pub(crate) registered: bool,
     /// No handle refers to the domain any more.
@@ -44,8 +46,9 @@ pub(crate) struct DomainState {
 }
 
 impl DomainState {
-    pub(crate) fn new(name: Arc<str>, registered: bool) -> Self {
+    pub(crate) fn new(name: Arc<str>, registered: bool, uid: u64) -> Self {
         DomainState {
+            uid,
             name,
             registered,
             orphaned: false,

@@ -442,8 +442,12 @@ impl<W: Work> Future for Submitted<W> {
         let Some(ptr) = this.item else {
             panic!("Submitted polled after it returned its item");
         };
-        let waker = cx.waker().clone();
-        this.header(ptr).with(&mut st, |slot| slot.wake = Wake::Task(waker));
+        let waker = Wake::Task(cx.waker().clone());
+        let previous = this
+            .header(ptr)
+            .with(&mut st, |slot| std::mem::replace(&mut slot.wake, waker));
+        drop(st);
+        drop(previous); // after unlocking: a waker's drop is foreign code
         Poll::Pending
     }
 }
@@ -453,20 +457,21 @@ impl<W> Drop for Submitted<W> {
         let Some(ptr) = self.item.take() else {
             return;
         };
-        let free_now = {
+        let (free_now, registration) = {
             let mut st = self.shared.lock();
             // SAFETY: the item is alive until this handle or the runtime frees it.
             let header = unsafe { header_of(ptr) };
             header.with(&mut st, |slot| {
-                slot.wake = Wake::Nobody;
+                let registration = std::mem::replace(&mut slot.wake, Wake::Nobody);
                 if slot.done {
-                    true
+                    (true, registration)
                 } else {
                     slot.mode = Mode::Detached;
-                    false
+                    (false, registration)
                 }
             })
         };
+        drop(registration); // after unlocking: it may hold a waker
         if free_now {
             // SAFETY: the call ended and this handle was the last way to the item.
             drop(unsafe { Box::from_raw(ptr.as_ptr()) });

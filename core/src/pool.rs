@@ -75,17 +75,41 @@ pub(crate) struct Growth {
 /// How many idle workers one thread wakes for newly queued calls.
 const FAN_OUT: usize = 2;
 
-/// A worker that just claimed a call wakes up to [`FAN_OUT`] idle workers
-/// for the calls still queued that no notified worker will take.
-fn wake_more(shared: &Shared, st: &mut State) {
-    for _ in 0..FAN_OUT {
-        if st.queued > st.pool.notified && st.pool.idle_available() {
-            st.pool.notified += 1;
-            shared.worker_cv.notify_one();
-        } else {
+/// Queued calls that no notified or starting worker is on its way to take.
+fn uncovered(st: &State) -> usize {
+    st.queued.saturating_sub(st.pool.notified + st.pool.starting)
+}
+
+/// Finds threads for queued calls nobody is coming for. Wakes up to
+/// `max_wake` idle workers; every woken worker calls this again after
+/// claiming its call, so wake-ups fan out across cores while the scheduling
+/// thread stays fast. Without idle workers: start eager workers up to
+/// `eager_workers` running ones, and past that let the watchdog judge.
+fn dispatch(shared: &Shared, st: &mut State, max_wake: usize) -> Growth {
+    let mut woken = 0;
+    while woken < max_wake && uncovered(st) > 0 && st.pool.idle_available() {
+        if !shared.worker_cv.notify_one() {
+            // The idle worker is timing out right now; it checks the queue
+            // before it leaves.
             break;
         }
+        st.pool.notified += 1;
+        woken += 1;
     }
+    let needed = uncovered(st);
+    if needed == 0 || st.pool.idle_available() {
+        // Covered, or the woken workers will wake the remaining idle ones.
+        return Growth::default();
+    }
+    let active = st.pool.workers - st.pool.blocked;
+    let eager = shared.config.eager_workers.saturating_sub(active).min(needed);
+    let mut growth = reserve_workers(shared, st, eager);
+    if growth.workers < needed && shared.config.stall_timeout.is_some() && !st.pool.watchdog {
+        // The pool is busy: the watchdog judges whether it is stalled.
+        st.pool.watchdog = true;
+        growth.watchdog = true;
+    }
+    growth
 }
 
 impl Growth {
@@ -110,34 +134,15 @@ pub(crate) fn reserve_workers(shared: &Shared, st: &mut State, n: usize) -> Grow
 /// Decides who runs a call that was just queued.
 pub(crate) fn on_enqueue(shared: &Shared, st: &mut State, domain: DomainId, cookie: Cookie) -> Growth {
     if st.pool.idle_available() {
-        // Wake at most two idle workers from here; each woken worker wakes up
-        // to two more while calls remain (see `wake_more`). The scheduling
-        // thread stays fast and the wake-ups fan out across cores.
-        if st.pool.notified < FAN_OUT {
-            st.pool.notified += 1;
-            shared.worker_cv.notify_one();
-        }
-        return Growth::default();
+        // Wake at most FAN_OUT workers from the scheduling thread; they wake
+        // the rest.
+        let max_wake = usize::from(st.pool.notified < FAN_OUT);
+        return dispatch(shared, st, max_wake);
     }
     if st.wake_helper_for(domain, cookie) {
         return Growth::default();
     }
-    let active = st.pool.workers - st.pool.blocked;
-    if active < shared.config.eager_workers && st.queued > st.pool.starting {
-        let growth = reserve_workers(shared, st, 1);
-        if growth.workers > 0 {
-            return growth;
-        }
-    }
-    // The pool is busy: let the watchdog judge whether it is stalled.
-    if shared.config.stall_timeout.is_some() && !st.pool.watchdog && !st.shutdown {
-        st.pool.watchdog = true;
-        return Growth {
-            workers: 0,
-            watchdog: true,
-        };
-    }
-    Growth::default()
+    dispatch(shared, st, 0)
 }
 
 /// Rule 3: called when a worker is about to block in a kasync wait.
@@ -329,8 +334,9 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
     loop {
         if let Some(claimed) = st.claim_lowest() {
             st.pool.busy[slot] = Some(now());
-            wake_more(&shared, &mut st);
+            let growth = dispatch(&shared, &mut st, FAN_OUT);
             drop(st);
+            grow(&shared, growth);
             let (domain, cookie) = (claimed.domain, claimed.cookie);
             let finished = call::execute(&shared, claimed);
             let mut wakeups = Wakeups::default();
@@ -350,8 +356,11 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
             break;
         }
         st.pool.idle += 1;
-        let deadline = now() + shared.config.keep_alive;
-        let (guard, timed_out) = shared.worker_cv.wait_until(st, deadline);
+        // A keep-alive too long to express as a deadline means "forever".
+        let (guard, timed_out) = match now().checked_add(shared.config.keep_alive) {
+            Some(deadline) => shared.worker_cv.wait_until(st, deadline),
+            None => (shared.worker_cv.wait(st), false),
+        };
         st = guard;
         st.pool.idle -= 1;
         if !timed_out {
@@ -380,17 +389,19 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
             st.pool.watchdog = false;
             return;
         }
-        let (guard, _) = shared.watchdog_cv.wait_until(st, now() + tick);
-        st = guard;
+        st = match now().checked_add(tick) {
+            Some(deadline) => shared.watchdog_cv.wait_until(st, deadline).0,
+            // A tick too long to express is a watchdog that never fires.
+            None => shared.watchdog_cv.wait(st),
+        };
         if st.queued <= st.pool.starting || st.pool.idle_available() {
             continue;
         }
         let at = now();
-        let stalled = st
-            .pool
-            .busy
-            .iter()
-            .any(|(_, started)| started.is_some_and(|t| at.duration_since(t) >= tick));
+        // Stalled: a worker has sat in one call for a tick, or no worker is
+        // running a call at all (none started, or all blocked at the cap).
+        let mut running_calls = st.pool.busy.iter().filter_map(|(_, started)| *started).peekable();
+        let stalled = running_calls.peek().is_none() || running_calls.any(|t| at.duration_since(t) >= tick);
         if !stalled {
             continue;
         }

@@ -136,6 +136,13 @@ impl Shared {
                     inline = true;
                     break;
                 }
+                (Admission::Policy, Overflow::Block) if !self.may_block_for_room() => {
+                    // Inside a call (waiting for room could wait on itself)
+                    // or where blocking would stall an async runtime: run
+                    // inline instead, as the kernel does.
+                    inline = true;
+                    break;
+                }
                 (Admission::Policy, Overflow::Block) => {
                     // Make room by running the lowest queued call ourselves.
                     if let Some(claimed) = st.claim_lowest() {
@@ -167,6 +174,12 @@ impl Shared {
         drop(st);
         pool::grow(self, growth);
         Some(cookie)
+    }
+
+    /// Whether `schedule` may block this thread until there is room.
+    fn may_block_for_room(&self) -> bool {
+        crate::context::find_own_call(self.id(), |_| true).is_none()
+            && crate::barrier::blocking_permission(self) == crate::executor::Blocking::Allowed
     }
 
     /// Runs a claimed call on this thread and records its end.

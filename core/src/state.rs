@@ -54,7 +54,8 @@ pub(crate) struct WaiterState {
 
 /// A panic of one call, kept in `unreported` until a barrier reports it.
 pub(crate) struct PanicRecord {
-    domain: DomainId,
+    /// The domain's unique id: slab indexes are reused once a domain is gone.
+    domain_uid: u64,
     registered: bool,
     cookie: Cookie,
     domain_name: Arc<str>,
@@ -91,18 +92,23 @@ impl Wakeups {
         self.wakers.is_empty() && self.free.is_none()
     }
 
+    /// Runs the wake-ups and the free. They are foreign code (executors'
+    /// wakers, an item's `Drop`) running on a kasync thread after the call
+    /// already finished: a panic there has no call to be reported against,
+    /// so it is contained here rather than unwinding through a worker.
     pub(crate) fn wake_all(self) {
         for waker in self.wakers {
-            waker.wake();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
         }
         if let Some(item) = self.free {
-            item.free();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| item.free()));
         }
     }
 }
 
 pub(crate) struct State {
     next_cookie: u64,
+    next_domain_uid: u64,
     pub(crate) domains: Slab<DomainState>,
     /// Domains that have queued (not yet started) calls.
     ready: Vec<DomainId>,
@@ -136,7 +142,9 @@ impl Wake {
     pub(crate) fn fire(&mut self, wakeups: &mut Wakeups) {
         match std::mem::replace(self, Wake::Nobody) {
             Wake::Nobody => {}
-            Wake::Thread(cv) => cv.notify_one(),
+            Wake::Thread(cv) => {
+                cv.notify_one();
+            }
             Wake::Task(waker) => wakeups.wakers.push(waker),
         }
     }
@@ -146,6 +154,7 @@ impl State {
     pub(crate) fn new() -> State {
         State {
             next_cookie: 1,
+            next_domain_uid: 0,
             domains: Slab::new(),
             ready: Vec::new(),
             queued: 0,
@@ -164,7 +173,11 @@ impl State {
     // ---- domains ----------------------------------------------------------
 
     pub(crate) fn add_domain(&mut self, name: Arc<str>, registered: bool) -> DomainId {
-        DomainId(self.domains.insert(DomainState::new(name, registered)))
+        self.next_domain_uid += 1;
+        DomainId(
+            self.domains
+                .insert(DomainState::new(name, registered, self.next_domain_uid)),
+        )
     }
 
     pub(crate) fn domain(&self, id: DomainId) -> &DomainState {
@@ -180,7 +193,12 @@ impl State {
     fn remove_domain_if_unused(&mut self, id: DomainId) {
         let d = &self.domains[id.0];
         if d.orphaned && d.is_idle() && d.waiters.is_empty() {
-            self.domains.remove(id.0);
+            let gone = self.domains.remove(id.0);
+            // An exclusive domain's unreported panics can never be reported
+            // now: no barrier can name the domain any more.
+            if !gone.registered {
+                self.unreported.retain(|r| r.domain_uid != gone.uid);
+            }
         }
     }
 
@@ -281,7 +299,7 @@ impl State {
         if let Err(message) = outcome {
             counters.panicked += 1;
             let record = Arc::new(PanicRecord {
-                domain,
+                domain_uid: d.uid,
                 registered,
                 cookie,
                 domain_name: d.name.clone(),
@@ -337,6 +355,13 @@ impl State {
         }
     }
 
+    fn record_in_range(&self, scope: Scope, below: u64, record: &PanicRecord) -> bool {
+        match scope {
+            Scope::Domain(d) => self.domains[d.0].uid == record.domain_uid && record.cookie.get() < below,
+            Scope::Full => record.registered,
+        }
+    }
+
     /// Registers a barrier. It will report the unreported panics in its range.
     /// `None` when the barrier is already satisfied with nothing to report:
     /// then there is nothing to register.
@@ -344,7 +369,7 @@ impl State {
         let panics: Vec<_> = self
             .unreported
             .iter()
-            .filter(|r| covers(scope, below, r.domain, r.registered, r.cookie))
+            .filter(|r| self.record_in_range(scope, below, r))
             .cloned()
             .collect();
         let done = self.satisfied(scope, below);
@@ -382,10 +407,12 @@ impl State {
     }
 
     /// Arms the waiter's wake-up; `helper` says it will run calls it covers.
-    pub(crate) fn set_wake(&mut self, id: WaiterId, wake: Wake, helper: bool) {
+    /// Returns the previous registration, to be dropped after unlocking (a
+    /// waker's drop is foreign code).
+    pub(crate) fn set_wake(&mut self, id: WaiterId, wake: Wake, helper: bool) -> Wake {
         let w = &mut self.waiters[id];
-        w.wake = wake;
         w.helper = helper;
+        std::mem::replace(&mut w.wake, wake)
     }
 
     fn unlink(&mut self, id: WaiterId) {
@@ -435,9 +462,10 @@ impl State {
 
     /// Removes a waiter whose barrier was dropped (or timed out) before
     /// reporting; its panics stay for the next barrier.
-    pub(crate) fn remove_waiter(&mut self, id: WaiterId) {
+    /// Returns its wake registration, to be dropped after unlocking.
+    pub(crate) fn remove_waiter(&mut self, id: WaiterId) -> Wake {
         self.unlink(id);
-        self.waiters.remove(id);
+        self.waiters.remove(id).wake
     }
 
     /// Rule 2 for calls queued while a barrier waits: wakes one blocked,

@@ -100,14 +100,17 @@ impl Condvar {
         }
     }
 
-    pub(crate) fn notify_one(&self) {
+    /// Wakes one waiter; returns whether one was waiting (under loom,
+    /// which cannot tell, always `true`).
+    pub(crate) fn notify_one(&self) -> bool {
         #[cfg(not(loom))]
         {
-            self.inner.notify_one();
+            self.inner.notify_one()
         }
         #[cfg(loom)]
         {
             self.inner.notify_one();
+            true
         }
     }
 

@@ -292,3 +292,57 @@ pub fn stress_random_waits(make: &MakeBuilder) {
     assert_eq!(stats.pending, 0);
     assert!(stats.peak_workers <= 16);
 }
+
+pub fn burst_onto_idle_workers_leaves_no_call_behind(make: &MakeBuilder) {
+    // Three idle workers, four calls at once: the first three block on a
+    // channel only the fourth feeds. Every call must get a thread.
+    let rt = make().min_workers(3).max_workers(8).eager_workers(3).build().unwrap();
+    for _ in 0..20 {
+        let (tx, rx) = mpsc::channel::<()>();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..3 {
+            let rx = rx.clone();
+            rt.schedule(move |_| {
+                let _ = rx.lock().unwrap().recv();
+            });
+        }
+        rt.schedule(move |_| drop(tx));
+        rt.synchronize_full().wait_no_help().unwrap();
+    }
+}
+
+pub fn extreme_durations_mean_forever_not_a_panic(make: &MakeBuilder) {
+    let rt = make()
+        .keep_alive(Duration::MAX)
+        .stall_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    for _ in 0..50 {
+        rt.schedule(|_| {});
+    }
+    rt.synchronize_full().wait_no_help().unwrap();
+    assert_eq!(rt.stats().completed, 50);
+}
+
+pub fn no_eager_workers_still_runs_calls(make: &MakeBuilder) {
+    let rt = make().eager_workers(0).build().unwrap();
+    let (tx, rx) = mpsc::channel();
+    rt.schedule(move |_| tx.send(()).unwrap());
+    rx.recv().unwrap();
+    rt.synchronize_full().wait_no_help().unwrap();
+}
+
+pub fn block_policy_inside_a_call_runs_inline_instead_of_deadlocking(make: &MakeBuilder) {
+    let rt = Arc::new(make().max_pending(1).overflow(kasync::Overflow::Block).build().unwrap());
+    let (tx, rx) = mpsc::channel();
+    let r = rt.clone();
+    rt.schedule(move |_| {
+        // The runtime is full with this very call: waiting for room would
+        // wait for itself.
+        let inner = r.schedule(|_| {});
+        tx.send(inner).unwrap();
+    });
+    let inner = rx.recv().unwrap();
+    rt.synchronize_full().wait().unwrap();
+    assert!(inner.get() > 1);
+}

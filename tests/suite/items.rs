@@ -232,3 +232,36 @@ pub fn items_follow_the_growth_rule_with_one_worker(make: &MakeBuilder) {
     }
     assert_eq!(*order.lock().unwrap(), cookies);
 }
+
+struct PanicsOnDrop;
+
+impl Work for PanicsOnDrop {
+    fn run(&mut self, _: Cookie) {}
+}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("drop panicked");
+        }
+    }
+}
+
+pub fn panicking_drop_of_a_detached_item_does_not_break_the_pool(make: &MakeBuilder) {
+    let rt = make().max_workers(1).build().unwrap();
+    let domain = rt.domain("drops");
+    let gate = Gate::new();
+    let g = gate.clone();
+    domain.schedule(move |_| g.wait());
+    // Dropped before it runs: the worker frees it after the call ends.
+    drop(domain.submit(Item::new(PanicsOnDrop)));
+    gate.open();
+    domain.synchronize().wait_no_help().unwrap();
+    for _ in 0..10 {
+        let (tx, rx) = mpsc::channel();
+        domain.schedule(move |_| tx.send(()).unwrap());
+        rx.recv().unwrap();
+    }
+    domain.synchronize().wait_no_help().unwrap();
+    assert!(rt.stats().workers <= 1);
+}

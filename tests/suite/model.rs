@@ -567,3 +567,27 @@ pub fn builder_rejects_bad_settings(make: &MakeBuilder) {
         Err(kasync::BuildError::InvalidConfig(_))
     ));
 }
+
+pub fn panics_of_a_dropped_exclusive_domain_do_not_haunt_new_domains(make: &MakeBuilder) {
+    let rt = runtime(make);
+    let a = rt.exclusive_domain("a");
+    let (tx, rx) = mpsc::channel();
+    struct Notify(mpsc::Sender<()>);
+    impl Drop for Notify {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    a.schedule(move |_| {
+        let _n = Notify(tx);
+        panic!("in a");
+    });
+    drop(a);
+    rx.recv().unwrap();
+    while rt.stats().completed < 1 {
+        thread::yield_now();
+    }
+    let b = rt.exclusive_domain("b");
+    b.synchronize().wait().unwrap();
+    b.synchronize_cookie(Cookie::MAX).wait().unwrap();
+}
