@@ -179,8 +179,15 @@ impl Domain {
     }
 
     /// Queues an item call; `prepare` initialises the item's header under the
-    /// state lock, just before the call becomes visible to workers.
-    pub(crate) fn submit_erased(&self, call: ItemCall, prepare: &mut dyn FnMut(&mut State)) -> Cookie {
+    /// state lock, just before the call becomes visible to workers. `None`
+    /// (and neither `prepare` nor anything else ran) when `admission`
+    /// refused it.
+    pub(crate) fn submit_erased(
+        &self,
+        call: ItemCall,
+        prepare: &mut dyn FnMut(&mut State),
+        admission: Admission,
+    ) -> Option<Cookie> {
         let mut call = Some(call);
         let mut make = |st: &mut State| {
             prepare(st);
@@ -189,17 +196,7 @@ impl Domain {
                 None => unreachable!("the body is made at most once"),
             }
         };
-        match self.inner.shared.schedule(self.inner.id, &mut make, Admission::Policy) {
-            Some(cookie) => cookie,
-            None => {
-                if let Some(call) = call.take() {
-                    if !call.is_borrowed() {
-                        call.free();
-                    }
-                }
-                reject_panic()
-            }
-        }
+        self.inner.shared.schedule(self.inner.id, &mut make, admission)
     }
 
     /// The name given when the domain was made.
@@ -343,7 +340,7 @@ impl Domain {
 }
 
 #[cold]
-fn reject_panic() -> ! {
+pub(crate) fn reject_panic() -> ! {
     panic!(
         "kasync: the runtime has max_pending unfinished calls and its overflow policy is \
          Overflow::Reject; use try_schedule to get the function back instead"

@@ -25,7 +25,7 @@ use crate::domain::DomainId;
 use crate::error::PanicReport;
 use crate::executor::Blocking;
 use crate::pool;
-use crate::runtime::Shared;
+use crate::runtime::{Admission, Shared};
 use crate::state::{Scope, State, Wake, Wakeups};
 use crate::sync::UnsafeCell;
 use crate::Cookie;
@@ -139,13 +139,12 @@ impl<W: Work> Item<W> {
         self.work
     }
 
-    fn erase(ptr: NonNull<Item<W>>, detached: bool, borrowed: bool) -> ItemCall {
+    fn erase(ptr: NonNull<Item<W>>, detached: bool) -> ItemCall {
         ItemCall {
             ptr: ptr.cast(),
             run: run_erased::<W>,
             free: free_erased::<W>,
             detached,
-            borrowed,
         }
     }
 }
@@ -210,8 +209,6 @@ pub(crate) struct ItemCall {
     free: unsafe fn(NonNull<Header>),
     /// Submitted detached: freed right after it runs.
     detached: bool,
-    /// Borrowed by a scope: never freed by kasync.
-    borrowed: bool,
 }
 
 // SAFETY: an `ItemCall` is the only handle that runs the item; the item is
@@ -230,11 +227,6 @@ impl ItemCall {
     /// Whether this item is freed as soon as it ran.
     pub(crate) fn is_detached(&self) -> bool {
         self.detached
-    }
-
-    /// Whether the item is borrowed (scoped) rather than boxed.
-    pub(crate) fn is_borrowed(&self) -> bool {
-        self.borrowed
     }
 
     /// Frees a boxed item nobody can reach any more.
@@ -324,7 +316,14 @@ impl<W> fmt::Display for WaitError<W> {
 impl<W> std::error::Error for WaitError<W> {}
 
 /// A submitted item: wait for it (or `.await` it) to get the same box back.
-/// Dropping it detaches the item: kasync frees it after it runs.
+/// Dropping it detaches the item: kasync frees it after it runs. Only
+/// [`Domain::submit_detached`](crate::Domain::submit_detached) promises the
+/// free happens before barriers covering the call return; a handle dropped
+/// while its call is queued or running lets the item be freed just after.
+///
+/// A panic in `run` comes back with the item ([`WaitError::Panicked`]);
+/// barriers already waiting when it happened report it too, later ones do
+/// not.
 #[must_use = "dropping the handle detaches the item; wait for it to get it back"]
 pub struct Submitted<W> {
     shared: Arc<Shared>,
@@ -368,6 +367,10 @@ impl<W: Work> Submitted<W> {
         // SAFETY: the pointer came from `Box::leak` in `submit`, the call has
         // ended, and this handle was the only way back to it.
         let item = unsafe { Box::from_raw(ptr.as_ptr()) };
+        if panic.is_some() {
+            // Delivered with the item: later barriers need not report it again.
+            st.mark_reported(self.cookie);
+        }
         Some(match panic {
             None => Ok(item),
             Some(message) => Err(WaitError::Panicked {
@@ -381,6 +384,9 @@ impl<W: Work> Submitted<W> {
     /// ready to be submitted again. Meanwhile this thread runs the domain's
     /// queued calls up to this one, lowest cookie first.
     pub fn wait(mut self) -> Result<Box<Item<W>>, WaitError<W>> {
+        if self.item.is_none() {
+            panic!("Submitted::wait called after `.await` already returned the item");
+        }
         let shared = self.shared.clone();
         match crate::barrier::blocking_permission(&shared) {
             Blocking::Forbidden(reason) => Err(WaitError::BlockingNotAllowed {
@@ -394,7 +400,8 @@ impl<W: Work> Submitted<W> {
                     .block_in_place(&mut || result = Some(self.block(&shared)));
                 match result {
                     Some(result) => result,
-                    None => unreachable!("block_in_place runs its function"),
+                    // An executor whose block_in_place did not run the wait.
+                    None => self.block(&shared),
                 }
             }
             _ => self.block(&shared),
@@ -498,7 +505,11 @@ pub struct ItemScope<'a> {
     domain: crate::Domain,
     counter: NonNull<ScopeCounter>,
     highest: std::cell::Cell<Option<Cookie>>,
-    _items: PhantomData<&'a mut ()>,
+    /// Invariant in `'a` (like `std::thread::Scope`): items must be
+    /// borrowed for exactly the lifetime `scope` was called with, which
+    /// outlives the call, so a closure-local item or a second borrow of the
+    /// same item does not compile.
+    _items: PhantomData<&'a mut &'a ()>,
 }
 
 impl<'a> ItemScope<'a> {
@@ -507,19 +518,25 @@ impl<'a> ItemScope<'a> {
     pub fn submit<W: Work>(&self, item: &'a mut Item<W>) -> Cookie {
         let counter = self.counter;
         let ptr = NonNull::from(item);
-        let cookie = self
-            .domain
-            .submit_erased(Item::erase(ptr, false, true), &mut |st: &mut State| {
-                // SAFETY: the counter lives in the scope's frame; the lock is held.
-                unsafe { &mut *counter.as_ptr() }.remaining += 1;
-                // SAFETY: the item is borrowed for the scope, which outlives the call.
-                unsafe { header_of(ptr) }.with(st, |slot| {
-                    slot.mode = Mode::Scoped(counter);
-                    slot.done = false;
-                });
+        let prepare = &mut |st: &mut State| {
+            // SAFETY: the counter lives in the scope's frame; the lock is held.
+            unsafe { &mut *counter.as_ptr() }.remaining += 1;
+            // SAFETY: the item is borrowed for the scope, which outlives the call.
+            unsafe { header_of(ptr) }.with(st, |slot| {
+                slot.mode = Mode::Scoped(counter);
+                slot.done = false;
             });
-        self.highest.set(Some(cookie));
-        cookie
+        };
+        match self
+            .domain
+            .submit_erased(Item::erase(ptr, false), prepare, Admission::Policy)
+        {
+            Some(cookie) => {
+                self.highest.set(Some(cookie));
+                cookie
+            }
+            None => crate::domain::reject_panic(),
+        }
     }
 }
 
@@ -538,21 +555,42 @@ impl crate::Domain {
     /// let second = rt.default_domain().submit(item); // error: `item` was moved
     /// ```
     pub fn submit<W: Work>(&self, item: Box<Item<W>>) -> Submitted<W> {
+        match self.submit_boxed(item, Admission::Policy) {
+            Ok(submitted) => submitted,
+            Err(item) => {
+                drop(item);
+                crate::domain::reject_panic()
+            }
+        }
+    }
+
+    /// Like [`Domain::submit`](crate::Domain::submit), but when the runtime
+    /// already has `max_pending` unfinished calls the item comes back in
+    /// [`Full`](crate::Full), unsubmitted, whatever the overflow policy.
+    pub fn try_submit<W: Work>(&self, item: Box<Item<W>>) -> Result<Submitted<W>, crate::Full<Box<Item<W>>>> {
+        self.submit_boxed(item, Admission::Try).map_err(crate::Full)
+    }
+
+    fn submit_boxed<W: Work>(&self, item: Box<Item<W>>, admission: Admission) -> Result<Submitted<W>, Box<Item<W>>> {
         let ptr = NonNull::from(Box::leak(item));
-        let cookie = self.submit_erased(Item::erase(ptr, false, false), &mut |st: &mut State| {
+        let prepare = &mut |st: &mut State| {
             // SAFETY: we own the item; nobody else can reach it yet.
             unsafe { header_of(ptr) }.with(st, |slot| {
                 slot.mode = Mode::Owned;
                 slot.done = false;
                 slot.panic = None;
             });
-        });
-        Submitted {
-            shared: self.shared().clone(),
-            domain: self.id(),
-            cookie,
-            item: Some(ptr),
-            domain_name: self.name_arc(),
+        };
+        match self.submit_erased(Item::erase(ptr, false), prepare, admission) {
+            Some(cookie) => Ok(Submitted {
+                shared: self.shared().clone(),
+                domain: self.id(),
+                cookie,
+                item: Some(ptr),
+                domain_name: self.name_arc(),
+            }),
+            // SAFETY: refused before anything saw the pointer; we still own it.
+            None => Err(unsafe { Box::from_raw(ptr.as_ptr()) }),
         }
     }
 
@@ -562,10 +600,18 @@ impl crate::Domain {
     /// the item returns only after it was freed.
     pub fn submit_detached<W: Work>(&self, item: Box<Item<W>>) -> Cookie {
         let ptr = NonNull::from(Box::leak(item));
-        self.submit_erased(Item::erase(ptr, true, false), &mut |st: &mut State| {
+        let prepare = &mut |st: &mut State| {
             // SAFETY: we own the item; nobody else can reach it yet.
             unsafe { header_of(ptr) }.with(st, |slot| slot.mode = Mode::Detached);
-        })
+        };
+        match self.submit_erased(Item::erase(ptr, true), prepare, Admission::Policy) {
+            Some(cookie) => cookie,
+            None => {
+                // SAFETY: refused before anything saw the pointer; we own it.
+                drop(unsafe { Box::from_raw(ptr.as_ptr()) });
+                crate::domain::reject_panic()
+            }
+        }
     }
 
     /// Runs `f` with a scope for items in memory you provide (a stack frame,
@@ -586,6 +632,31 @@ impl crate::Domain {
     ///     }
     /// });
     /// assert_eq!(items.iter().map(|i| i.0).collect::<Vec<_>>(), [4, 9]);
+    /// ```
+    ///
+    /// Items must outlive the scope, and each can be submitted once:
+    ///
+    /// ```compile_fail
+    /// # use kasync_core::{Cookie, Item, Work};
+    /// # struct Nop;
+    /// # impl Work for Nop { fn run(&mut self, _: Cookie) {} }
+    /// # let rt = kasync_core::Runtime::new().unwrap();
+    /// rt.default_domain().scope(|s| {
+    ///     let mut short_lived = Item::local(Nop);
+    ///     s.submit(&mut short_lived); // error: does not live long enough
+    /// });
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # use kasync_core::{Cookie, Item, Work};
+    /// # struct Nop;
+    /// # impl Work for Nop { fn run(&mut self, _: Cookie) {} }
+    /// # let rt = kasync_core::Runtime::new().unwrap();
+    /// let mut item = Item::local(Nop);
+    /// rt.default_domain().scope(|s| {
+    ///     s.submit(&mut item);
+    ///     s.submit(&mut item); // error: already borrowed for the scope
+    /// });
     /// ```
     ///
     /// # Panics
@@ -633,14 +704,14 @@ impl ItemScope<'_> {
     /// calls up to the highest submitted cookie. Always blocks, whatever the
     /// executor: the items borrow memory that must outlive their calls.
     fn wait_all(&self) {
-        let Some(highest) = self.highest.get() else {
-            return;
-        };
+        // Even with no cookie recorded (a submit may have unwound after
+        // queueing its item), wait until the counter says nothing is pending.
+        let below = self.highest.get().map_or(u64::MAX, |c| c.get() + 1);
         let shared = self.domain.shared();
         let counter = self.counter;
         let wait = pool::Wait {
             scope: Scope::Domain(self.domain.id()),
-            below: highest.get() + 1,
+            below,
             help: true,
             deadline: None,
         };

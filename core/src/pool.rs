@@ -178,13 +178,26 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
             let mut st = shared.lock();
+            st.counters.spawn_failures += 1;
             if self.watchdog {
                 st.pool.watchdog = false;
-            } else {
-                st.pool.workers -= 1;
-                st.pool.starting -= 1;
+                return;
             }
-            st.counters.spawn_failures += 1;
+            st.pool.workers -= 1;
+            st.pool.starting -= 1;
+            // The call this worker was for still needs a thread: the watchdog
+            // retries every tick instead of waiting for another schedule.
+            if uncovered(&st) > 0 && shared.config.stall_timeout.is_some() && !st.pool.watchdog {
+                st.pool.watchdog = true;
+                drop(st);
+                grow(
+                    &shared,
+                    Growth {
+                        workers: 0,
+                        watchdog: true,
+                    },
+                );
+            }
         }
     }
 }

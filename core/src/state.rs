@@ -460,6 +460,19 @@ impl State {
         )))
     }
 
+    /// A panic was delivered some other way (an item's handle returned it):
+    /// barriers made from now on need not report it.
+    pub(crate) fn mark_reported(&mut self, cookie: Cookie) {
+        self.unreported.retain(|r| {
+            if r.cookie == cookie {
+                r.reported.store(true, Ordering::Relaxed);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
     /// Removes a waiter whose barrier was dropped (or timed out) before
     /// reporting; its panics stay for the next barrier.
     /// Returns its wake registration, to be dropped after unlocking.

@@ -57,6 +57,8 @@ macro_rules! conformance {
             growth::block_policy_inside_a_call_runs_inline_instead_of_deadlocking,
             model::panics_of_a_dropped_exclusive_domain_do_not_haunt_new_domains,
             items::panicking_drop_of_a_detached_item_does_not_break_the_pool,
+            items::try_submit_gives_the_item_back_when_full,
+            items::barrier_waiting_when_an_item_panics_reports_it,
             items::submit_and_wait_give_the_same_box_back,
             items::items_share_cookies_domains_and_barriers_with_closures,
             items::panicking_item_comes_back_with_the_panic,
