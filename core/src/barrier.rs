@@ -30,6 +30,35 @@ pub(crate) fn blocking_permission(shared: &Shared) -> Blocking {
     }
 }
 
+/// Runs a blocking wait as this thread may block (the caller has already
+/// refused [`Blocking::Forbidden`]): here, with the lock the caller holds, or
+/// inside the executor's `block_in_place`, locking again there. Barriers and
+/// items both block through this, so they behave the same on every adapter.
+pub(crate) fn block_permitted<'a, R>(
+    shared: &'a Arc<Shared>,
+    st: MutexGuard<'a, State>,
+    permission: Blocking,
+    wait: impl FnOnce(MutexGuard<'a, State>) -> R,
+) -> R {
+    if permission != Blocking::InPlace {
+        return wait(st);
+    }
+    drop(st);
+    let mut wait = Some(wait);
+    let mut result = None;
+    shared.executor.block_in_place(&mut || {
+        if let Some(wait) = wait.take() {
+            result = Some(wait(shared.lock()));
+        }
+    });
+    match (result, wait) {
+        (Some(result), _) => result,
+        // An executor whose block_in_place did not run it: block here.
+        (None, Some(wait)) => wait(shared.lock()),
+        (None, None) => unreachable!("a wait that ran has a result"),
+    }
+}
+
 /// A wait for a set of calls: everything in a domain
 /// ([`Domain::synchronize`]), everything before a cookie
 /// ([`Domain::synchronize_cookie`]) or everything in every registered domain
@@ -156,20 +185,9 @@ impl Barrier {
         if let Some(waiter) = self.own_call(&st, id) {
             return self.finish(&mut st, id, Err(SyncError::WouldDeadlock { waiter }));
         }
-        if permission == Blocking::InPlace {
-            drop(st);
-            let mut result = None;
-            shared.executor.block_in_place(&mut || {
-                let st = shared.lock();
-                result = Some(self.block_here(&shared, st, id, help, deadline));
-            });
-            result.unwrap_or(Err(SyncError::BlockingNotAllowed {
-                executor: shared.executor.name(),
-                reason: "the executor's block_in_place did not run the wait",
-            }))
-        } else {
+        block_permitted(&shared, st, permission, |st| {
             self.block_here(&shared, st, id, help, deadline)
-        }
+        })
     }
 
     /// The blocking wait proper, entered with the state locked.

@@ -27,7 +27,7 @@ use crate::executor::Blocking;
 use crate::pool;
 use crate::runtime::{Admission, Shared};
 use crate::state::{Scope, State, Wake, Wakeups};
-use crate::sync::UnsafeCell;
+use crate::sync::{MutexGuard, UnsafeCell};
 use crate::Cookie;
 
 /// The work an [`Item`] describes: the kernel's `async_func_t` with its data.
@@ -388,28 +388,18 @@ impl<W: Work> Submitted<W> {
             panic!("Submitted::wait called after `.await` already returned the item");
         }
         let shared = self.shared.clone();
-        match crate::barrier::blocking_permission(&shared) {
-            Blocking::Forbidden(reason) => Err(WaitError::BlockingNotAllowed {
+        let permission = crate::barrier::blocking_permission(&shared);
+        if let Blocking::Forbidden(reason) = permission {
+            return Err(WaitError::BlockingNotAllowed {
                 submitted: self,
                 reason,
-            }),
-            Blocking::InPlace => {
-                let mut result = None;
-                shared
-                    .executor
-                    .block_in_place(&mut || result = Some(self.block(&shared)));
-                match result {
-                    Some(result) => result,
-                    // An executor whose block_in_place did not run the wait.
-                    None => self.block(&shared),
-                }
-            }
-            _ => self.block(&shared),
+            });
         }
+        let st = shared.lock();
+        crate::barrier::block_permitted(&shared, st, permission, |st| self.block(&shared, st))
     }
 
-    fn block(&mut self, shared: &Arc<Shared>) -> Result<Box<Item<W>>, WaitError<W>> {
-        let st = shared.lock();
+    fn block<'a>(&mut self, shared: &'a Arc<Shared>, st: MutexGuard<'a, State>) -> Result<Box<Item<W>>, WaitError<W>> {
         let ptr = match self.item {
             Some(ptr) => ptr,
             None => unreachable!("a Submitted handle holds its item until it returns it"),

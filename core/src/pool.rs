@@ -147,7 +147,7 @@ pub(crate) fn on_enqueue(shared: &Shared, st: &mut State, domain: DomainId, cook
 
 /// Rule 3: called when a worker is about to block in a kasync wait.
 pub(crate) fn compensate(shared: &Shared, st: &mut State) -> Growth {
-    if st.queued > st.pool.starting && !st.pool.idle_available() {
+    if uncovered(st) > 0 && !st.pool.idle_available() {
         let growth = reserve_workers(shared, st, 1);
         if growth.workers > 0 {
             st.counters.compensations += 1;
@@ -407,7 +407,7 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
             // A tick too long to express is a watchdog that never fires.
             None => shared.watchdog_cv.wait(st),
         };
-        if st.queued <= st.pool.starting || st.pool.idle_available() {
+        if uncovered(&st) == 0 || st.pool.idle_available() {
             continue;
         }
         let at = now();
@@ -421,7 +421,7 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         // Double the running workers (at least one more), but start no more
         // than the calls waiting for a thread, and never pass the cap.
         let running = st.pool.workers - st.pool.blocked;
-        let want = (st.queued - st.pool.starting).min(running.max(1));
+        let want = uncovered(&st).min(running.max(1));
         let growth = reserve_workers(&shared, &mut st, want);
         if growth.workers == 0 {
             continue;
