@@ -42,6 +42,30 @@
 //!
 //! See the [`kasync_core`] crate documentation, section *Guarantees*.
 //!
+//! # Seeing what ran where
+//!
+//! Build a runtime with [`Builder::record_timeline`] and [`Runtime::timeline`]
+//! tells, per call, its cookie, domain, thread and when it was queued,
+//! started and finished, plus every wait. Export it as a boot chart
+//! ([`Timeline::to_svg`]) or as Chrome Trace Event JSON for Perfetto
+//! ([`Timeline::to_chrome_trace`]). The `tracing` feature emits a span per
+//! call and events for waits, worker starts, panics and stalls (target
+//! `kasync`).
+//!
+//! ```
+//! let rt = kasync::Runtime::builder().record_timeline(true).build().unwrap();
+//! let probes = rt.domain("probes");
+//! for _ in 0..8 {
+//!     let in_order = probes.clone();
+//!     probes.schedule(move |cookie| in_order.synchronize_cookie(cookie).wait().unwrap());
+//! }
+//! rt.synchronize_full().wait().unwrap();
+//! let timeline = rt.timeline().unwrap();
+//! assert_eq!(timeline.calls().len(), 8);
+//! let chart = timeline.to_svg(); // or timeline.write_svg("boot.svg")
+//! # assert!(chart.contains("probes"));
+//! ```
+//!
 //! # Choosing an executor
 //!
 //! Cargo features pick the adapter: `threads` (default, native threads),
@@ -56,8 +80,9 @@ use std::sync::OnceLock;
 
 pub use kasync_core::executor;
 pub use kasync_core::{
-    current_cookie, current_is_async, Barrier, BuildError, Builder, Cookie, Domain, Executor, Full, Item, ItemScope,
-    Overflow, PanicReport, Runtime, Stats, Submitted, SyncError, WaitError, Work,
+    current_cookie, current_is_async, Barrier, BuildError, Builder, CallRecord, Cookie, Domain, Executor, Full, Item,
+    ItemScope, Overflow, PanicReport, Runtime, Stats, Submitted, SyncError, ThreadRecord, Timeline, WaitError,
+    WaitRecord, Work,
 };
 
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();

@@ -1,7 +1,9 @@
 //! Allocation counts: an item's submit/run/wait cycle allocates nothing in
 //! steady state; a scheduled closure costs exactly one allocation (the
 //! kernel's kzalloc of an async_entry). One test function, so no other test
-//! thread allocates while we count.
+//! thread allocates while we count. Under `--all-features` the `tracing`
+//! feature is compiled in (with no subscriber) and the timeline is not
+//! recorded: both must add nothing.
 #![cfg(feature = "threads")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -98,6 +100,7 @@ fn allocations_per_call() {
         .min_workers(1)
         .max_workers(1)
         .no_stall_watchdog()
+        .record_timeline(false)
         .build()
         .unwrap();
     let domain = rt.domain("counted");

@@ -14,6 +14,7 @@ use crate::context;
 use crate::domain::Domain;
 use crate::error::SyncError;
 use crate::executor::Blocking;
+use crate::observe;
 use crate::pool;
 use crate::runtime::Shared;
 use crate::state::{Scope, State, WaiterId, Wake};
@@ -92,6 +93,8 @@ pub struct Barrier {
     result: Option<Result<(), SyncError>>,
     /// Keeps a domain barrier's domain alive.
     _domain: Option<Domain>,
+    /// When an observed `.await` first found the barrier pending.
+    pending_since: Option<Instant>,
 }
 
 impl Barrier {
@@ -103,6 +106,7 @@ impl Barrier {
             // Already satisfied, nothing to report: done without registering.
             result: if waiter.is_none() { Some(Ok(())) } else { None },
             _domain: domain,
+            pending_since: None,
         }
     }
 
@@ -233,11 +237,18 @@ impl Future for Barrier {
         let shared = this.shared.clone();
         let mut st = shared.lock();
         if st.waiter_done(id) {
+            if this.pending_since.is_some() {
+                let (scope, below) = st.waiter_scope(id);
+                observe::waited(&shared, &st, scope, below, this.pending_since, 0, false);
+            }
             let result = st.take_result(id);
             return Poll::Ready(this.finish(&mut st, id, result));
         }
         if let Some(waiter) = this.own_call(&st, id) {
             return Poll::Ready(this.finish(&mut st, id, Err(SyncError::WouldDeadlock { waiter })));
+        }
+        if this.pending_since.is_none() {
+            this.pending_since = observe::wait_started(&shared);
         }
         let previous = st.set_wake(id, Wake::Task(cx.waker().clone()), false);
         drop(st);

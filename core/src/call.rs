@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use crate::context::{AsyncPollGuard, Frame, FrameGuard};
 use crate::domain::DomainId;
 use crate::item::ItemCall;
+use crate::observe::{self, CallObserver};
 use crate::runtime::Shared;
 use crate::Cookie;
 
@@ -71,8 +72,10 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
         domain: call.domain,
         cookie: call.cookie,
     };
+    let observer = observe::call_started(shared, call.domain, call.cookie);
+    let span = observer.enter();
     let guard = FrameGuard::enter(frame);
-    match call.body {
+    let finished = match call.body {
         Body::Blocking(f) => {
             let result = panic::catch_unwind(AssertUnwindSafe(move || f(call.cookie)));
             drop(guard);
@@ -104,18 +107,25 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
             drop(guard);
             match made {
                 Ok(future) => {
+                    drop(span);
                     let future = CallFuture {
                         shared: Some(shared.clone()),
                         frame,
                         future,
+                        observer: Some(observer),
                     };
                     shared.executor.spawn_future(Box::pin(future));
-                    None
+                    return None;
                 }
                 Err(payload) => Some(Err(panic_message(&*payload)).into()),
             }
         }
+    };
+    drop(span);
+    if let Some(finished) = &finished {
+        observer.finished(shared, finished.outcome.is_err());
     }
+    finished
 }
 
 /// An async call on its executor. Each poll runs with the call's frame pushed,
@@ -125,6 +135,8 @@ struct CallFuture {
     shared: Option<Arc<Shared>>,
     frame: Frame,
     future: BoxFuture,
+    /// Taken when the call finishes.
+    observer: Option<CallObserver>,
 }
 
 impl Future for CallFuture {
@@ -136,6 +148,7 @@ impl Future for CallFuture {
             return Poll::Ready(());
         }
         let result = {
+            let _span = this.observer.as_ref().map(CallObserver::enter);
             let _frame = FrameGuard::enter(this.frame);
             let _poll = AsyncPollGuard::enter();
             let future = &mut this.future;
@@ -147,6 +160,9 @@ impl Future for CallFuture {
             Err(payload) => Err(panic_message(&*payload)),
         };
         if let Some(shared) = this.shared.take() {
+            if let Some(observer) = this.observer.take() {
+                observer.finished(&shared, outcome.is_err());
+            }
             shared.finish_call(this.frame.domain, this.frame.cookie, outcome.into());
         }
         Poll::Ready(())
@@ -156,6 +172,9 @@ impl Future for CallFuture {
 impl Drop for CallFuture {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
+            if let Some(observer) = self.observer.take() {
+                observer.finished(&shared, true);
+            }
             // The executor dropped the future before it finished (it shut
             // down). Finish the call anyway so no barrier hangs, and say why.
             shared.finish_call(

@@ -79,10 +79,12 @@ mod domain;
 mod error;
 pub mod executor;
 mod item;
+mod observe;
 mod pool;
 mod runtime;
 mod state;
 mod sync;
+mod timeline;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -95,3 +97,4 @@ pub use error::{BuildError, Full, PanicReport, SyncError};
 pub use executor::Executor;
 pub use item::{Item, ItemScope, Submitted, WaitError, Work};
 pub use runtime::{Builder, Overflow, Runtime, Stats};
+pub use timeline::{CallRecord, ThreadRecord, Timeline, WaitRecord};

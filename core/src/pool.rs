@@ -28,6 +28,7 @@ use crate::call::{self, Claimed};
 use crate::context;
 use crate::domain::DomainId;
 use crate::executor::WorkerSpec;
+use crate::observe;
 use crate::runtime::Shared;
 use crate::state::{Scope, State, Wake, Wakeups};
 use crate::sync::{now, MutexGuard};
@@ -151,6 +152,7 @@ pub(crate) fn compensate(shared: &Shared, st: &mut State) -> Growth {
         let growth = reserve_workers(shared, st, 1);
         if growth.workers > 0 {
             st.counters.compensations += 1;
+            observe::compensated();
         }
         growth
     } else {
@@ -177,6 +179,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
+            observe::spawn_refused(&shared);
             let mut st = shared.lock();
             st.counters.spawn_failures += 1;
             if self.watchdog {
@@ -284,6 +287,8 @@ pub(crate) fn block_until<'a>(
     arm: &mut dyn FnMut(&mut State, Wake, bool),
 ) -> (MutexGuard<'a, State>, bool) {
     let may_help = wait.help && shared.config.help && context::depth() < shared.config.help_depth;
+    let observed_since = observe::wait_started(shared);
+    let mut helped = 0;
     let worker_slot = context::worker_slot(shared.id());
     // Set while this worker counts as blocked: its call's start time.
     let mut blocked: Option<Option<Instant>> = None;
@@ -295,6 +300,7 @@ pub(crate) fn block_until<'a>(
         if may_help {
             if let Some(claimed) = st.claim_for(wait.scope, wait.below) {
                 st.counters.helped += 1;
+                helped += 1;
                 if let (Some(slot), Some(saved)) = (worker_slot, blocked.take()) {
                     st.pool.blocked -= 1;
                     st.pool.busy[slot] = saved;
@@ -330,6 +336,7 @@ pub(crate) fn block_until<'a>(
         st.pool.blocked -= 1;
         st.pool.busy[slot] = saved;
     }
+    observe::waited(shared, &st, wait.scope, wait.below, observed_since, helped, true);
     (st, done)
 }
 
@@ -342,6 +349,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         st.pool.busy.insert(None)
     };
     context::set_worker(shared.id(), slot);
+    observe::worker_started(&shared);
     pay_spawn_debt(&shared);
     let mut st = shared.lock();
     loop {
@@ -427,6 +435,7 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
             continue;
         }
         st.counters.stalls += 1;
+        observe::stalled(growth.workers, running);
         drop(st);
         grow(&shared, growth);
         st = shared.lock();

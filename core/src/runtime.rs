@@ -10,9 +10,11 @@ use crate::call::{self, Body};
 use crate::domain::{Domain, DomainId};
 use crate::error::{BuildError, Full};
 use crate::executor::{self, Executor};
+use crate::observe;
 use crate::pool;
 use crate::state::{Scope, State, Wakeups};
-use crate::sync::{Condvar, Mutex, MutexGuard};
+use crate::sync::{now, Condvar, Mutex, MutexGuard};
+use crate::timeline::{Recorder, Timeline};
 use crate::Cookie;
 
 /// What `schedule` does when the runtime already has `max_pending`
@@ -48,6 +50,7 @@ pub(crate) struct Config {
     pub(crate) stack_size: Option<usize>,
     /// Workers started at once, without waiting for the watchdog.
     pub(crate) eager_workers: usize,
+    pub(crate) record_timeline: bool,
 }
 
 /// A snapshot of a runtime's counters.
@@ -106,6 +109,8 @@ pub(crate) struct Shared {
     pub(crate) space_cv: Condvar,
     /// Numbers worker thread names.
     pub(crate) worker_names: std::sync::atomic::AtomicU64,
+    /// Records the timeline, if asked to at build time.
+    pub(crate) recorder: Option<Recorder>,
 }
 
 impl Shared {
@@ -160,6 +165,7 @@ impl Shared {
         }
         let body = make(&mut st);
         let cookie = st.enqueue(domain, body);
+        observe::queued(self, &st, domain, cookie);
         if inline {
             // Run the domain's earlier queued calls and then this one here,
             // so started calls stay a prefix of the domain's cookie order.
@@ -322,6 +328,22 @@ impl Runtime {
         self.shared.executor.name()
     }
 
+    /// What ran where and when, if the runtime was built with
+    /// [`Builder::record_timeline`]; `None` otherwise. A snapshot: calls
+    /// still running are not in it yet.
+    ///
+    /// ```
+    /// let rt = kasync_core::Runtime::builder().record_timeline(true).build().unwrap();
+    /// rt.schedule(|_| {});
+    /// rt.synchronize_full().wait().unwrap();
+    /// let timeline = rt.timeline().unwrap();
+    /// println!("{timeline}"); // a table; or .to_svg(), .to_chrome_trace()
+    /// assert_eq!(timeline.calls().len(), 1);
+    /// ```
+    pub fn timeline(&self) -> Option<Timeline> {
+        self.shared.recorder.as_ref().map(Recorder::snapshot)
+    }
+
     /// A snapshot of the runtime's counters.
     pub fn stats(&self) -> Stats {
         let st = self.shared.lock();
@@ -404,6 +426,7 @@ impl Builder {
                 thread_name: String::from("kasync-worker"),
                 stack_size: None,
                 eager_workers: parallelism,
+                record_timeline: false,
             },
             executor: None,
         }
@@ -494,6 +517,16 @@ impl Builder {
         self
     }
 
+    /// Records every call (cookie, domain, thread, queued/start/end
+    /// instants) and every wait, for [`Runtime::timeline`] (default off).
+    /// It costs a lock and some memory per call and grows for the runtime's
+    /// whole life: meant for start-up work and debugging, not for a service
+    /// that runs forever. Off, it costs nothing.
+    pub fn record_timeline(mut self, record: bool) -> Builder {
+        self.config.record_timeline = record;
+        self
+    }
+
     /// The executor adapter to run on, instead of the one picked from the
     /// enabled features.
     pub fn executor(mut self, executor: impl Executor) -> Builder {
@@ -525,7 +558,9 @@ impl Builder {
             Some(e) => e,
             None => executor::from_features()?,
         };
+        let recorder = config.record_timeline.then(|| Recorder::new(now()));
         let shared = Arc::new(Shared {
+            recorder,
             state: Mutex::new(State::new()),
             config,
             executor,

@@ -40,6 +40,7 @@ macro_rules! conformance {
             model::async_call_panics_are_reported,
             model::stats_count_what_happened,
             model::builder_rejects_bad_settings,
+            model::timeline_records_blocking_and_async_calls,
             growth::nested_parents_and_children_finish_with_one_worker,
             growth::nested_parents_and_children_finish_with_two_workers,
             growth::ten_thousand_predecessor_waits_with_one_worker,

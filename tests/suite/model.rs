@@ -591,3 +591,22 @@ pub fn panics_of_a_dropped_exclusive_domain_do_not_haunt_new_domains(make: &Make
     b.synchronize().wait().unwrap();
     b.synchronize_cookie(Cookie::MAX).wait().unwrap();
 }
+
+pub fn timeline_records_blocking_and_async_calls(make: &MakeBuilder) {
+    let rt = make().record_timeline(true).build().unwrap();
+    let domain = rt.domain("recorded");
+    for _ in 0..3 {
+        domain.schedule(|_| {});
+    }
+    domain.schedule_async(|_| async {});
+    domain.synchronize().wait().unwrap();
+    let timeline = rt.timeline().expect("recording is on");
+    let cookies: Vec<u64> = timeline.calls().iter().map(|c| c.cookie.get()).collect();
+    assert_eq!(cookies, [1, 2, 3, 4]);
+    for call in timeline.calls() {
+        assert_eq!(&*call.domain, "recorded");
+        assert!(call.thread < timeline.threads().len());
+        assert!(call.queued <= call.started && call.started <= call.finished);
+    }
+    assert!(make().build().unwrap().timeline().is_none());
+}

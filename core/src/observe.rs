@@ -1,0 +1,181 @@
+//! The observation hooks: where the core tells `tracing` (feature `tracing`)
+//! and the timeline recorder ([`Builder::record_timeline`](crate::Builder::record_timeline))
+//! what happened.
+//!
+//! Every hook is cheap when nobody listens: without the `tracing` feature the
+//! tracing half compiles away, and without a recorder the other half is one
+//! branch on a `None`. Values that cost something to build (domain names,
+//! wait labels) are computed only when a listener wants them.
+
+use std::time::Instant;
+
+use crate::context;
+use crate::runtime::Shared;
+use crate::state::{Scope, State};
+use crate::sync::now;
+use crate::timeline::StartedCall;
+use crate::Cookie;
+
+/// Whether anything wants wait labels: a recorder, or an enabled tracing
+/// subscriber.
+fn wants_waits(shared: &Shared) -> bool {
+    #[cfg(feature = "tracing")]
+    if tracing::enabled!(target: "kasync", tracing::Level::DEBUG) {
+        return true;
+    }
+    shared.recorder.is_some()
+}
+
+/// A call was queued; `st` is locked.
+pub(crate) fn queued(shared: &Shared, st: &State, domain: crate::domain::DomainId, cookie: Cookie) {
+    if let Some(recorder) = &shared.recorder {
+        recorder.queued(cookie, st.domain(domain).name.clone(), now());
+    }
+}
+
+/// A call that is running on this thread, observed until it finishes.
+pub(crate) struct CallObserver {
+    recorded: Option<StartedCall>,
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+}
+
+/// A call is about to start on this thread (before its frame is pushed).
+pub(crate) fn call_started(shared: &Shared, domain: crate::domain::DomainId, cookie: Cookie) -> CallObserver {
+    let recorded = shared.recorder.as_ref().map(|recorder| {
+        // On a waiting thread (not a worker, or a worker already inside a
+        // call): the call is helped (rule 2).
+        let helped = context::depth() > 0 || context::worker_slot(shared.id()).is_none();
+        recorder.started(cookie, helped, now())
+    });
+    let _ = domain;
+    CallObserver {
+        recorded,
+        #[cfg(feature = "tracing")]
+        span: tracing::info_span!(
+            target: "kasync",
+            "call",
+            cookie = cookie.get(),
+            domain = %shared.lock().domain(domain).name,
+            adapter = shared.executor.name(),
+        ),
+    }
+}
+
+impl CallObserver {
+    /// Enters the call's tracing span for as long as the guard lives.
+    pub(crate) fn enter(&self) -> impl Drop + '_ {
+        #[cfg(feature = "tracing")]
+        {
+            self.span.enter()
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            NoGuard
+        }
+    }
+
+    /// The call finished (or panicked).
+    pub(crate) fn finished(self, shared: &Shared, panicked: bool) {
+        #[cfg(feature = "tracing")]
+        if panicked {
+            let _entered = self.span.enter();
+            tracing::warn!(target: "kasync", "call panicked");
+        }
+        if let (Some(recorder), Some(call)) = (&shared.recorder, self.recorded) {
+            recorder.finished(call, panicked, now());
+        }
+    }
+}
+
+#[cfg(not(feature = "tracing"))]
+struct NoGuard;
+
+#[cfg(not(feature = "tracing"))]
+impl Drop for NoGuard {
+    fn drop(&mut self) {}
+}
+
+/// What a wait waited for, for people: `synchronize_cookie(probes, 17)`.
+fn wait_label(st: &State, scope: Scope, below: u64) -> String {
+    match scope {
+        Scope::Full => String::from("synchronize_full()"),
+        Scope::Domain(id) => {
+            let name = &st.domain(id).name;
+            if below == u64::MAX {
+                format!("synchronize({name})")
+            } else {
+                format!("synchronize_cookie({name}, {below})")
+            }
+        }
+    }
+}
+
+/// When an observed wait began: `None` when nobody listens, so unobserved
+/// waits do not even read the clock.
+pub(crate) fn wait_started(shared: &Shared) -> Option<Instant> {
+    wants_waits(shared).then(now)
+}
+
+/// A wait that began at `started` returned; `st` is locked.
+pub(crate) fn waited(
+    shared: &Shared,
+    st: &State,
+    scope: Scope,
+    below: u64,
+    started: Option<Instant>,
+    helped: usize,
+    blocking: bool,
+) {
+    let Some(started) = started else { return };
+    let what = wait_label(st, scope, below);
+    let at = now();
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        target: "kasync",
+        what = %what,
+        waited_us = at.saturating_duration_since(started).as_micros() as u64,
+        helped,
+        blocking,
+        "barrier wait returned",
+    );
+    if let Some(recorder) = &shared.recorder {
+        recorder.waited(what, started, helped, blocking, at);
+    }
+}
+
+/// A worker thread started.
+pub(crate) fn worker_started(shared: &Shared) {
+    let _ = shared;
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        target: "kasync",
+        worker = std::thread::current().name().unwrap_or("?"),
+        adapter = shared.executor.name(),
+        "worker started",
+    );
+}
+
+/// The executor refused to start a worker.
+pub(crate) fn spawn_refused(shared: &Shared) {
+    let _ = shared;
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        target: "kasync",
+        adapter = shared.executor.name(),
+        "executor refused to start a worker; carrying on with the workers running",
+    );
+}
+
+/// Rule 3 started a replacement for a worker blocking in a kasync wait.
+pub(crate) fn compensated() {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(target: "kasync", "worker blocks in a wait: replacement started");
+}
+
+/// Rule 4 found the pool stalled and adds `added` workers to `running`.
+pub(crate) fn stalled(added: usize, running: usize) {
+    let _ = (added, running);
+    #[cfg(feature = "tracing")]
+    tracing::info!(target: "kasync", added, running, "pool stalled: adding workers");
+}
