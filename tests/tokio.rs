@@ -94,3 +94,20 @@ fn blocking_inside_an_async_call_uses_block_in_place() {
     assert_eq!(rx.recv().unwrap(), Ok(()));
     domain.synchronize().wait().unwrap();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_on_a_current_thread_runtime_is_refused_and_loses_nothing() {
+    let rt = Runtime::new().unwrap();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    rt.schedule_async(|_| async move {
+        let _ = go_rx.await;
+        let _ = done_tx.send(());
+    });
+    match rt.shutdown() {
+        Err(SyncError::BlockingNotAllowed { executor, .. }) => assert_eq!(executor, "tokio"),
+        other => panic!("expected BlockingNotAllowed, got {other:?}"),
+    }
+    go_tx.send(()).unwrap();
+    done_rx.await.expect("the call still ran after the refused shutdown");
+}

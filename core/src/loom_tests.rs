@@ -1,5 +1,6 @@
 //! loom models of the core state machine with real worker threads: claims,
-//! completion, blocking and async barrier wake-ups, helping and shutdown.
+//! completion, blocking and async barrier wake-ups, helping, the lowest
+//! unfinished cookie of a domain, items and shutdown.
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p kasync-core --release --lib loom_`.
 
 use std::io;
@@ -184,5 +185,40 @@ fn loom_item_awaited() {
         let submitted = rt.default_domain().submit(item);
         let _item = loom::future::block_on(submitted).unwrap();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn loom_lowest_in_progress_advances_in_any_finish_order() {
+    loom::model(|| {
+        let rt = runtime(2);
+        let domain = rt.default_domain().clone();
+        let first_done = Arc::new(AtomicUsize::new(0));
+        let f = first_done.clone();
+        rt.schedule(move |_| {
+            f.store(1, Ordering::SeqCst);
+        });
+        let second = rt.schedule(|_| {});
+        // Two workers may finish the calls in either order; a wait on the
+        // second cookie returns only once the first call has finished.
+        domain.synchronize_cookie(second).wait_no_help().unwrap();
+        assert_eq!(first_done.load(Ordering::SeqCst), 1);
+        domain.synchronize().wait_no_help().unwrap();
+    });
+}
+
+#[test]
+fn loom_shutdown_drains_every_call_and_lets_workers_go() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        for _ in 0..2 {
+            let r = ran.clone();
+            rt.exclusive_domain("x").schedule(move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        rt.shutdown().unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
     });
 }

@@ -184,10 +184,12 @@ impl Drop for Reservation {
             st.counters.spawn_failures += 1;
             if self.watchdog {
                 st.pool.watchdog = false;
+                shared.notify_drain(&st);
                 return;
             }
             st.pool.workers -= 1;
             st.pool.starting -= 1;
+            shared.notify_drain(&st);
             // The call this worker was for still needs a thread: the watchdog
             // retries every tick instead of waiting for another schedule.
             if uncovered(&st) > 0 && shared.config.stall_timeout.is_some() && !st.pool.watchdog {
@@ -394,6 +396,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
     }
     st.pool.workers -= 1;
     st.pool.busy.remove(slot);
+    shared.notify_drain(&st);
     drop(st);
     context::clear_worker();
 }
@@ -403,11 +406,13 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
     let mut st = shared.lock();
     let Some(tick) = shared.config.stall_timeout else {
         st.pool.watchdog = false;
+        shared.notify_drain(&st);
         return;
     };
     loop {
         if st.queued == 0 {
             st.pool.watchdog = false;
+            shared.notify_drain(&st);
             return;
         }
         st = match now().checked_add(tick) {

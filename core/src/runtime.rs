@@ -3,12 +3,14 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::barrier::Barrier;
+use crate::barrier::{self, Barrier};
 use crate::call::{self, Body};
+use crate::context;
 use crate::domain::{Domain, DomainId};
-use crate::error::{BuildError, Full};
+use crate::error::{BuildError, Full, SyncError};
+use crate::executor::Blocking;
 use crate::executor::{self, Executor};
 use crate::observe;
 use crate::pool;
@@ -107,6 +109,9 @@ pub(crate) struct Shared {
     pub(crate) watchdog_cv: Condvar,
     /// `schedule` callers wait here for room under `Overflow::Block`.
     pub(crate) space_cv: Condvar,
+    /// A shutting-down runtime's owner waits here for the last call and the
+    /// last worker.
+    pub(crate) drain_cv: Condvar,
     /// Numbers worker thread names.
     pub(crate) worker_names: std::sync::atomic::AtomicU64,
     /// Records the timeline, if asked to at build time.
@@ -222,6 +227,86 @@ impl Shared {
         if st.space_waiters > 0 {
             self.space_cv.notify_one();
         }
+        self.notify_drain(st);
+    }
+
+    /// Wakes a thread waiting for the runtime to drain, if this was the
+    /// last call or the last worker.
+    pub(crate) fn notify_drain(&self, st: &State) {
+        if st.drain_waiters > 0 && (st.pending == 0 || st.pool.workers == 0) {
+            self.drain_cv.notify_all();
+        }
+    }
+
+    /// Shuts the runtime down: runs or waits for every unfinished call, in
+    /// every domain, then lets the workers go and waits until they have
+    /// left. See [`Runtime::shutdown`].
+    fn shut_down(self: &Arc<Self>, deadline: Option<Instant>) -> Result<(), SyncError> {
+        let refused = if let Some(waiter) = context::find_own_call(self.id(), |_| true) {
+            // Draining would wait for the very call we are in.
+            Some(SyncError::WouldDeadlock { waiter })
+        } else {
+            match barrier::blocking_permission(self) {
+                Blocking::Forbidden(reason) => Some(SyncError::BlockingNotAllowed {
+                    executor: self.executor.name(),
+                    reason,
+                }),
+                permission => {
+                    let st = self.lock();
+                    return barrier::block_permitted(self, st, permission, |st| self.drain(st, deadline));
+                }
+            }
+        };
+        // Cannot wait here: the calls still run, and workers leave once the
+        // queue is empty.
+        self.release_workers(&mut self.lock());
+        Err(refused.unwrap_or(SyncError::TimedOut))
+    }
+
+    /// Idle workers leave now instead of after `keep_alive`; busy ones once
+    /// the queue is empty.
+    fn release_workers(&self, st: &mut State) {
+        st.shutdown = true;
+        self.worker_cv.notify_all();
+        self.watchdog_cv.notify_all();
+    }
+
+    fn drain<'a>(
+        self: &'a Arc<Self>,
+        mut st: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> Result<(), SyncError> {
+        let mut draining = true;
+        let result = loop {
+            if draining && st.pending == 0 {
+                // Drained: now let the workers go and wait for them to leave.
+                draining = false;
+                self.release_workers(&mut st);
+            }
+            if !draining && st.pool.workers == 0 && !st.pool.watchdog {
+                break Ok(());
+            }
+            if draining && self.config.help {
+                if let Some(claimed) = st.claim_lowest() {
+                    st.counters.helped += 1;
+                    drop(st);
+                    self.run_claimed(claimed);
+                    st = self.lock();
+                    continue;
+                }
+            }
+            if deadline.is_some_and(|d| now() >= d) {
+                break Err(SyncError::TimedOut);
+            }
+            st.drain_waiters += 1;
+            st = match deadline {
+                Some(d) => self.drain_cv.wait_until(st, d).0,
+                None => self.drain_cv.wait(st),
+            };
+            st.drain_waiters -= 1;
+        };
+        self.release_workers(&mut st);
+        result
     }
 }
 
@@ -245,12 +330,25 @@ impl Shared {
 /// # let _ = cookie;
 /// ```
 ///
-/// Dropping a `Runtime` cancels nothing: calls already scheduled still run
-/// (domains and barriers keep what they need alive), and idle workers exit
-/// at once instead of after `keep_alive`.
+/// # Shutdown
+///
+/// Dropping a `Runtime` (or [`Runtime::shutdown`]) loses no call: it runs or
+/// waits for every unfinished call in every domain, registered or not,
+/// running queued ones on the dropping thread meanwhile; then its workers
+/// leave and the drop returns once they have. [`Runtime::shutdown_timeout`]
+/// bounds that wait. Where waiting is impossible — the drop happens inside
+/// one of the runtime's own calls, or on a thread where blocking would stall
+/// an async runtime — the drop returns at once, and the calls still run on
+/// workers that leave when the queue is empty.
+///
+/// Domain handles, barriers and items keep what they need alive, so they
+/// work after the `Runtime` is gone: a call scheduled through a leftover
+/// `Domain` still runs.
 pub struct Runtime {
     shared: Arc<Shared>,
     default_domain: Domain,
+    /// Set once `shutdown` or `shutdown_timeout` did the drop's work.
+    shut_down: bool,
 }
 
 impl Runtime {
@@ -344,6 +442,41 @@ impl Runtime {
         self.shared.recorder.as_ref().map(Recorder::snapshot)
     }
 
+    /// Shuts the runtime down, as dropping it does, and says how it went:
+    /// every unfinished call in every domain has finished and every worker
+    /// has left when it returns `Ok`. Queued calls run on this thread while
+    /// it waits (unless [`Builder::help`] is off).
+    ///
+    /// Returns [`SyncError::WouldDeadlock`] when called inside one of the
+    /// runtime's own calls and [`SyncError::BlockingNotAllowed`] where
+    /// blocking would stall an async runtime; then it does not wait, and the
+    /// calls still run on workers that leave when the queue is empty.
+    ///
+    /// ```
+    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    /// for _ in 0..100 {
+    ///     let counter = counter.clone();
+    ///     rt.schedule(move |_| {
+    ///         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ///     });
+    /// }
+    /// rt.shutdown().unwrap();
+    /// assert_eq!(counter.load(std::sync::atomic::Ordering::Relaxed), 100);
+    /// ```
+    pub fn shutdown(mut self) -> Result<(), SyncError> {
+        self.shut_down = true;
+        self.shared.shut_down(None)
+    }
+
+    /// Like [`Runtime::shutdown`], giving up after `timeout` with
+    /// [`SyncError::TimedOut`]. Nothing is cancelled by a timeout: the calls
+    /// left keep running, and the workers leave once the queue is empty.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Result<(), SyncError> {
+        self.shut_down = true;
+        self.shared.shut_down(now().checked_add(timeout))
+    }
+
     /// A snapshot of the runtime's counters.
     pub fn stats(&self) -> Stats {
         let st = self.shared.lock();
@@ -368,9 +501,10 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.shared.lock().shutdown = true;
-        self.shared.worker_cv.notify_all();
-        self.shared.watchdog_cv.notify_all();
+        if !self.shut_down {
+            // Errors mean "could not wait here"; the calls still run.
+            let _ = self.shared.shut_down(None);
+        }
     }
 }
 
@@ -567,6 +701,7 @@ impl Builder {
             worker_cv: Condvar::new(),
             watchdog_cv: Condvar::new(),
             space_cv: Condvar::new(),
+            drain_cv: Condvar::new(),
             worker_names: std::sync::atomic::AtomicU64::new(0),
         });
         let default_domain = Domain::create(&shared, "default", true);
@@ -575,7 +710,11 @@ impl Builder {
             pool::reserve_workers(&shared, &mut st, shared.config.min_workers)
         };
         pool::grow(&shared, growth);
-        Ok(Runtime { shared, default_domain })
+        Ok(Runtime {
+            shared,
+            default_domain,
+            shut_down: false,
+        })
     }
 }
 

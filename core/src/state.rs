@@ -123,6 +123,10 @@ pub(crate) struct State {
     pub(crate) shutdown: bool,
     /// Threads blocked in `schedule` under `Overflow::Block`.
     pub(crate) space_waiters: usize,
+    /// Threads in [`Runtime::shutdown`](crate::Runtime::shutdown) or a
+    /// runtime's drop, waiting for the runtime to drain and its workers to
+    /// leave.
+    pub(crate) drain_waiters: usize,
 }
 
 fn covers(scope: Scope, below: u64, domain: DomainId, registered: bool, cookie: Cookie) -> bool {
@@ -167,6 +171,7 @@ impl State {
             counters: Counters::default(),
             shutdown: false,
             space_waiters: 0,
+            drain_waiters: 0,
         }
     }
 

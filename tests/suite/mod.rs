@@ -9,6 +9,7 @@ pub mod gate;
 pub mod growth;
 pub mod items;
 pub mod model;
+pub mod shutdown;
 
 /// Instantiates every conformance test for an adapter. `$builder` is a
 /// `fn() -> kasync::Builder` that selects the adapter.
@@ -67,6 +68,10 @@ macro_rules! conformance {
             items::detached_items_are_freed_once_before_the_barrier_returns,
             items::scoped_items_have_finished_when_scope_returns,
             items::items_follow_the_growth_rule_with_one_worker,
+            shutdown::dropping_the_runtime_runs_every_pending_call,
+            shutdown::shutdown_reports_success_and_workers_leave,
+            shutdown::shutdown_timeout_gives_up_without_cancelling,
+            shutdown::shutdown_inside_an_own_call_is_refused,
         );
     };
     (@tests $builder:path; $($module:ident :: $name:ident),* $(,)?) => {
