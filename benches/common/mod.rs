@@ -58,3 +58,47 @@ impl Results {
         }
     }
 }
+
+impl Results {
+    /// Medians per contender in nanoseconds per call (each run made `calls`
+    /// calls), with each one's ratio to `baseline`, fastest first.
+    pub fn print_per_call(&self, title: &str, calls: usize, baseline: &str) {
+        let results = self.0.lock().unwrap();
+        let median = |times: &Vec<Duration>| {
+            let mut times = times.clone();
+            times.sort();
+            times.get(times.len() / 2).copied()
+        };
+        let ns = |d: Duration| d.as_secs_f64() * 1e9 / calls as f64;
+        let base = results.get(baseline).and_then(median).map(ns);
+        println!("\n{title}");
+        println!(
+            "{:<40} {:>12} {:>10} {:>12}",
+            "contender",
+            "median ms",
+            "ns/call",
+            format!("x {baseline}")
+        );
+        let mut rows: Vec<(&String, Option<Duration>)> = results.iter().map(|(n, t)| (n, median(t))).collect();
+        rows.sort_by_key(|r| r.1.unwrap_or(Duration::MAX));
+        for (name, m) in rows {
+            match (m, base) {
+                (Some(m), Some(base)) => println!(
+                    "{:<40} {:>12.2} {:>10.0} {:>12.2}",
+                    name,
+                    m.as_secs_f64() * 1e3,
+                    ns(m),
+                    ns(m) / base
+                ),
+                (Some(m), None) => println!(
+                    "{:<40} {:>12.2} {:>10.0} {:>12}",
+                    name,
+                    m.as_secs_f64() * 1e3,
+                    ns(m),
+                    "-"
+                ),
+                (None, _) => println!("{:<40} {:>12} {:>10} {:>12}", name, "failed", "-", "-"),
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::barrier::Barrier;
@@ -11,11 +12,33 @@ use crate::error::Full;
 use crate::item::ItemCall;
 use crate::runtime::{Admission, Shared};
 use crate::state::{Scope, State, WaiterId};
+use crate::sync::{AtomicU64, AtomicUsize};
 use crate::Cookie;
 
 /// Index of a domain in the runtime's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct DomainId(pub(crate) usize);
+
+/// What a domain's handles may read without taking the runtime's lock, so
+/// that a barrier on calls already finished costs no lock. Written under the
+/// lock by [`State`](crate::state::State); the lowest cookie is stored last
+/// (release), after the panic count, so a reader that loads the cookie first
+/// (acquire) and sees a call finished also sees its panic.
+#[derive(Debug)]
+pub(crate) struct DomainHint {
+    /// The lowest unfinished cookie, `u64::MAX` when none is unfinished.
+    pub(crate) lowest: AtomicU64,
+    /// This domain's panics that no barrier has reported yet.
+    pub(crate) unreported: AtomicUsize,
+}
+
+impl DomainHint {
+    /// Whether a barrier below `below` is already satisfied with nothing to
+    /// report.
+    fn finished_below(&self, below: u64) -> bool {
+        self.lowest.load(Ordering::Acquire) >= below && self.unreported.load(Ordering::Acquire) == 0
+    }
+}
 
 /// One pending call of a domain: queued while `body` is `Some`.
 struct CallSlot {
@@ -43,6 +66,8 @@ pub(crate) struct DomainState {
     /// Barriers waiting on this domain, as `(below, waiter)` sorted by
     /// `below`: the ones a finished call satisfies are always a prefix.
     pub(crate) waiters: Vec<(u64, WaiterId)>,
+    /// Shared with the domain's handles.
+    pub(crate) hint: Arc<DomainHint>,
 }
 
 impl DomainState {
@@ -56,16 +81,29 @@ impl DomainState {
             started: 0,
             unfinished: 0,
             waiters: Vec::new(),
+            hint: Arc::new(DomainHint {
+                lowest: AtomicU64::new(u64::MAX),
+                unreported: AtomicUsize::new(0),
+            }),
         }
     }
 
+    /// Publishes the lowest unfinished cookie to the handles.
+    pub(crate) fn publish_lowest(&self) {
+        self.hint.lowest.store(self.lowest_pending(), Ordering::Release);
+    }
+
     pub(crate) fn push(&mut self, cookie: Cookie, body: Body) {
+        let was_empty = self.calls.is_empty();
         self.calls.push_back(CallSlot {
             cookie,
             body: Some(body),
             done: false,
         });
         self.unfinished += 1;
+        if was_empty {
+            self.publish_lowest();
+        }
     }
 
     pub(crate) fn has_queued(&self) -> bool {
@@ -123,6 +161,7 @@ struct DomainRef {
     shared: Arc<Shared>,
     id: DomainId,
     name: Arc<str>,
+    hint: Arc<DomainHint>,
 }
 
 impl Drop for DomainRef {
@@ -156,12 +195,17 @@ pub struct Domain {
 impl Domain {
     pub(crate) fn create(shared: &Arc<Shared>, name: &str, registered: bool) -> Domain {
         let name: Arc<str> = Arc::from(name);
-        let id = shared.state.lock().add_domain(name.clone(), registered);
+        let (id, hint) = {
+            let mut st = shared.state.lock();
+            let id = st.add_domain(name.clone(), registered);
+            (id, st.domain(id).hint.clone())
+        };
         Domain {
             inner: Arc::new(DomainRef {
                 shared: shared.clone(),
                 id,
                 name,
+                hint,
             }),
         }
     }
@@ -287,10 +331,19 @@ impl Domain {
     /// while waiting: it completes once the domain has been empty (the
     /// kernel's `async_synchronize_full_domain`).
     pub fn synchronize(&self) -> Barrier {
+        self.barrier_below(u64::MAX)
+    }
+
+    /// A barrier for this domain's calls below `below`. One already
+    /// satisfied, with no panic to report, is made without the lock.
+    fn barrier_below(&self, below: u64) -> Barrier {
+        if self.inner.hint.finished_below(below) {
+            return Barrier::finished(self.inner.shared.clone());
+        }
         Barrier::new(
             self.inner.shared.clone(),
             Scope::Domain(self.inner.id),
-            u64::MAX,
+            below,
             Some(self.clone()),
         )
     }
@@ -319,12 +372,7 @@ impl Domain {
     /// assert_eq!(*registered.lock().unwrap(), (0..8).collect::<Vec<_>>());
     /// ```
     pub fn synchronize_cookie(&self, cookie: Cookie) -> Barrier {
-        Barrier::new(
-            self.inner.shared.clone(),
-            Scope::Domain(self.inner.id),
-            cookie.get(),
-            Some(self.clone()),
-        )
+        self.barrier_below(cookie.get())
     }
 
     /// Takes the domain out of
@@ -350,5 +398,57 @@ pub(crate) fn reject_panic() -> ! {
 impl fmt::Debug for Domain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Domain").field("name", &self.inner.name).finish()
+    }
+}
+
+#[cfg(all(test, not(loom), feature = "threads"))]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::{Cookie, Runtime, SyncError};
+
+    /// Waits for `f` on another thread that holds the runtime's lock: it can
+    /// only return if `f` never takes the lock.
+    fn with_lock_held(domain: &super::Domain, f: impl FnOnce() -> Result<(), SyncError> + Send + 'static) {
+        let shared = domain.inner.shared.clone();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let held = shared.lock();
+            tx.send(f()).unwrap();
+            drop(held);
+        });
+        let result = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("returned without the lock");
+        assert_eq!(result, Ok(()));
+    }
+
+    #[test]
+    fn barrier_on_finished_calls_takes_no_lock() {
+        let rt = Runtime::new().unwrap();
+        let domain = rt.domain("finished");
+        let last = domain.schedule(|_| {});
+        domain.synchronize().wait().unwrap();
+        let after = Cookie::new(last.get() + 1).unwrap();
+        let d = domain.clone();
+        with_lock_held(&domain, move || d.synchronize_cookie(after).wait());
+        let d = domain.clone();
+        with_lock_held(&domain, move || d.synchronize().wait());
+    }
+
+    #[test]
+    fn unreported_panic_keeps_barriers_on_the_locked_path() {
+        let rt = Runtime::new().unwrap();
+        let domain = rt.domain("panicked");
+        let bad = domain.schedule(|_| panic!("reported once"));
+        let after = Cookie::new(bad.get() + 1).unwrap();
+        match domain.synchronize_cookie(after).wait() {
+            Err(SyncError::Panicked(report)) => assert_eq!(report.cookie(), bad),
+            other => panic!("expected the panic, got {other:?}"),
+        }
+        // Reported: the next barrier over it is lock-free again.
+        let d = domain.clone();
+        with_lock_held(&domain, move || d.synchronize_cookie(after).wait());
     }
 }

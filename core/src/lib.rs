@@ -36,10 +36,13 @@
 //! 3. **Compensate at once.** A worker about to block in a kasync wait it
 //!    cannot help with, while calls are queued and no worker is idle, starts
 //!    a replacement immediately.
-//! 4. **Watchdog.** While calls are queued, no worker is idle and some worker
-//!    has been inside one call for [`Builder::stall_timeout`] (sleep, I/O,
-//!    foreign locks: blocking kasync cannot see), the pool doubles. No timer
-//!    runs while nothing is queued.
+//! 4. **Watchdog.** While calls are queued, no worker is idle or on its way,
+//!    fewer calls started during the last [`Builder::stall_timeout`] than
+//!    workers are running, and some worker has been inside one call for that
+//!    long (sleep, I/O, foreign locks: blocking kasync cannot see), the pool
+//!    doubles. Busy workers that keep starting calls are not a stall, so
+//!    short CPU-bound calls on a loaded machine do not grow the pool. No
+//!    timer runs while nothing is queued.
 //! 5. **Cap and shrink.** Never more than [`Builder::max_workers`] workers;
 //!    idle workers above [`Builder::min_workers`] exit after
 //!    [`Builder::keep_alive`].

@@ -222,3 +222,30 @@ fn loom_shutdown_drains_every_call_and_lets_workers_go() {
         assert_eq!(ran.load(Ordering::SeqCst), 2);
     });
 }
+
+#[test]
+fn loom_lock_free_barrier_on_finished_calls_sees_their_effects_and_panics() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let domain = rt.default_domain().clone();
+        let effect = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let e = effect.clone();
+        let first = rt.schedule(move |_| {
+            // Relaxed: only the barrier's own ordering makes it visible.
+            e.store(1, Ordering::Relaxed);
+        });
+        let bad = rt.schedule(|_| panic!("loom"));
+        let after_first = crate::Cookie::new(first.get() + 1).unwrap();
+        // Made before or after the worker finished the call, with or
+        // without the lock: either way the effect is visible once it returns.
+        domain.synchronize_cookie(after_first).wait_no_help().unwrap();
+        assert_eq!(effect.load(Ordering::Relaxed), 1);
+        let after_bad = crate::Cookie::new(bad.get() + 1).unwrap();
+        match domain.synchronize_cookie(after_bad).wait_no_help() {
+            Err(crate::SyncError::Panicked(r)) => assert_eq!(r.cookie(), bad),
+            other => panic!("the panic must be reported, got {other:?}"),
+        }
+        // Reported once: a later barrier over it is clean, and may skip the lock.
+        domain.synchronize_cookie(after_bad).wait_no_help().unwrap();
+    });
+}

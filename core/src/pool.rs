@@ -8,8 +8,9 @@
 //! 3. Compensate at once: a worker about to block in a kasync wait, while
 //!    calls are queued and no worker is idle, starts a replacement
 //!    ([`compensate`]).
-//! 4. Watchdog: while calls are queued, no worker is idle and some worker has
-//!    been inside one call for `stall_timeout`, the pool doubles
+//! 4. Watchdog: while calls are queued, no worker is idle or on its way,
+//!    fewer calls started in the last tick than workers run, and some worker
+//!    has been inside one call for `stall_timeout`, the pool doubles
 //!    ([`watchdog_main`]). The watchdog thread exists only while calls are
 //!    queued behind a busy pool.
 //! 5. Cap and shrink: never more than `max_workers`; idle workers above
@@ -409,6 +410,7 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         shared.notify_drain(&st);
         return;
     };
+    let mut started_before = st.counters.started;
     loop {
         if st.queued == 0 {
             st.pool.watchdog = false;
@@ -420,7 +422,18 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
             // A tick too long to express is a watchdog that never fires.
             None => shared.watchdog_cv.wait(st),
         };
-        if uncovered(&st) == 0 || st.pool.idle_available() {
+        let started = st.counters.started - started_before;
+        started_before = st.counters.started;
+        if uncovered(&st) == 0 || st.pool.idle_available() || st.pool.notified + st.pool.starting > 0 {
+            // Covered, or workers are on their way (woken, or starting): not
+            // a stall, even if the CPUs are too busy to run them yet.
+            continue;
+        }
+        let running = st.pool.workers - st.pool.blocked;
+        if started >= running.max(1) as u64 {
+            // At least a call per running worker started this tick: the
+            // workers are not stuck, only busy (or preempted on a loaded
+            // machine). More threads would only compete for the CPUs.
             continue;
         }
         let at = now();
@@ -433,7 +446,6 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         }
         // Double the running workers (at least one more), but start no more
         // than the calls waiting for a thread, and never pass the cap.
-        let running = st.pool.workers - st.pool.blocked;
         let want = uncovered(&st).min(running.max(1));
         let growth = reserve_workers(&shared, &mut st, want);
         if growth.workers == 0 {

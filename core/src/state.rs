@@ -14,7 +14,7 @@ use std::task::Waker;
 use slab::Slab;
 
 use crate::call::{Body, Claimed, Outcome};
-use crate::domain::{DomainId, DomainState};
+use crate::domain::{DomainHint, DomainId, DomainState};
 use crate::error::{PanicReport, SyncError};
 use crate::item::ItemCall;
 use crate::pool::PoolState;
@@ -54,6 +54,8 @@ pub(crate) struct WaiterState {
 
 /// A panic of one call, kept in `unreported` until a barrier reports it.
 pub(crate) struct PanicRecord {
+    /// Its domain's lock-free summary, which counts it while unreported.
+    hint: Arc<DomainHint>,
     /// The domain's unique id: slab indexes are reused once a domain is gone.
     domain_uid: u64,
     registered: bool,
@@ -67,6 +69,9 @@ pub(crate) struct PanicRecord {
 /// Counters reported by `Runtime::stats`.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct Counters {
+    /// Calls claimed by a worker or a helping thread: the watchdog's measure
+    /// of progress.
+    pub(crate) started: u64,
     pub(crate) completed: u64,
     pub(crate) panicked: u64,
     pub(crate) helped: u64,
@@ -202,7 +207,7 @@ impl State {
             // An exclusive domain's unreported panics can never be reported
             // now: no barrier can name the domain any more.
             if !gone.registered {
-                self.unreported.retain(|r| r.domain_uid != gone.uid);
+                self.forget_reported(|r| r.domain_uid == gone.uid);
             }
         }
     }
@@ -246,6 +251,7 @@ impl State {
             }
         }
         self.queued -= 1;
+        self.counters.started += 1;
         Some(Claimed { domain, cookie, body })
     }
 
@@ -310,6 +316,7 @@ impl State {
                 domain_name: d.name.clone(),
                 message,
                 reported: AtomicBool::new(false),
+                hint: d.hint.clone(),
             });
             // Every barrier already waiting over this call reports it, and so
             // does every later barrier covering it, until one has reported it.
@@ -322,9 +329,12 @@ impl State {
                     waiter.panics.push(record.clone());
                 }
             }
+            record.hint.unreported.fetch_add(1, Ordering::Release);
             unreported.push(record);
         }
         if advanced {
+            // Published after the panic count: see `DomainHint`.
+            d.publish_lowest();
             // Only the prefix of waiters whose bound the front has reached.
             let lowest = d.lowest_pending();
             let satisfied = d.waiters.partition_point(|&(below, _)| below <= lowest);
@@ -455,7 +465,7 @@ impl State {
         for r in &panics {
             r.reported.store(true, Ordering::Relaxed);
         }
-        self.unreported.retain(|r| !r.reported.load(Ordering::Relaxed));
+        self.forget_reported(|r| r.reported.load(Ordering::Relaxed));
         let first = &panics[0];
         Err(SyncError::Panicked(PanicReport::new(
             first.cookie,
@@ -468,13 +478,24 @@ impl State {
     /// A panic was delivered some other way (an item's handle returned it):
     /// barriers made from now on need not report it.
     pub(crate) fn mark_reported(&mut self, cookie: Cookie) {
-        self.unreported.retain(|r| {
-            if r.cookie == cookie {
+        self.forget_reported(|r| {
+            let delivered = r.cookie == cookie;
+            if delivered {
                 r.reported.store(true, Ordering::Relaxed);
-                false
-            } else {
-                true
             }
+            delivered
+        });
+    }
+
+    /// Drops the records `gone` picks from `unreported`, keeping each
+    /// domain's count of unreported panics true.
+    fn forget_reported(&mut self, mut gone: impl FnMut(&PanicRecord) -> bool) {
+        self.unreported.retain(|r| {
+            let forget = gone(r);
+            if forget {
+                r.hint.unreported.fetch_sub(1, Ordering::Release);
+            }
+            !forget
         });
     }
 
