@@ -125,10 +125,22 @@ impl DomainState {
     /// Marks a started call finished. Returns whether the lowest unfinished
     /// cookie moved (only then can a waiter's condition have become true).
     pub(crate) fn finish(&mut self, cookie: Cookie) -> bool {
-        let Ok(at) = self.calls.binary_search_by_key(&cookie, |slot| slot.cookie) else {
+        // Only started calls can finish: search that prefix, which is as long
+        // as the calls running now, not the whole (possibly long) queue.
+        let (mut low, mut high) = (0, self.started);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.calls[mid].cookie < cookie {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        let at = low;
+        if !matches!(self.calls.get(at), Some(slot) if slot.cookie == cookie) {
             debug_assert!(false, "finished call {cookie} is not pending");
             return false;
-        };
+        }
         debug_assert!(at < self.started && !self.calls[at].done);
         self.calls[at].done = true;
         self.unfinished -= 1;

@@ -71,6 +71,13 @@
 //!   one thread), invisible blocking once `max_workers` threads are all
 //!   blocked, and waits on calls that never get scheduled.
 //!
+//! Waiting on another runtime's domain, from inside a call or not, is
+//! allowed and follows the same rules: the waiter helps with the other
+//! runtime's queued calls, and a wait that would wait for a call running
+//! lower on the same thread is refused with [`SyncError::WouldDeadlock`]
+//! whichever runtime that call belongs to. A cycle between runtimes on
+//! different threads is, like any cycle, not detected.
+//!
 //! Waits from async code (`.await`) hold no thread at all.
 #![warn(missing_docs)]
 

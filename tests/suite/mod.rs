@@ -42,6 +42,7 @@ macro_rules! conformance {
             model::stats_count_what_happened,
             model::builder_rejects_bad_settings,
             model::timeline_records_blocking_and_async_calls,
+            model::waiting_across_runtimes_works_and_a_cross_runtime_self_wait_is_refused,
             growth::nested_parents_and_children_finish_with_one_worker,
             growth::nested_parents_and_children_finish_with_two_workers,
             growth::ten_thousand_predecessor_waits_with_one_worker,

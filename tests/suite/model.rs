@@ -610,3 +610,33 @@ pub fn timeline_records_blocking_and_async_calls(make: &MakeBuilder) {
     }
     assert!(make().build().unwrap().timeline().is_none());
 }
+
+pub fn waiting_across_runtimes_works_and_a_cross_runtime_self_wait_is_refused(make: &MakeBuilder) {
+    let a = make().build().unwrap();
+    // No workers at all: B's calls run only on threads that wait for them.
+    let b = make().eager_workers(0).no_stall_watchdog().build().unwrap();
+    let (a_domain, b_domain) = (a.domain("a"), b.domain("b"));
+    let (tx, rx) = mpsc::channel();
+    let (a2, b2) = (a_domain.clone(), b_domain.clone());
+    let x = a_domain.schedule(move |own| {
+        // Y, on runtime B, waits for A's calls up to and including X.
+        let after_x = Cookie::new(own.get() + 1).unwrap();
+        let (a3, tx2) = (a2.clone(), tx.clone());
+        b2.schedule(move |_| tx2.send(("y", a3.synchronize_cookie(after_x).wait())).unwrap());
+        // X waits for B's domain and so runs Y on its own thread: Y's wait
+        // covers X, below it on this very thread, and must be refused.
+        tx.send(("x", b2.synchronize().wait())).unwrap();
+    });
+    let mut results: Vec<_> = (0..2).map(|_| rx.recv().unwrap()).collect();
+    results.sort_by_key(|(who, _)| *who);
+    assert_eq!(results[0], ("x", Ok(())));
+    assert_eq!(results[1], ("y", Err(SyncError::WouldDeadlock { waiter: x })));
+    // Plain waits across runtimes work: A's thread runs B's call.
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    b_domain.schedule(move |_| r.store(true, Ordering::SeqCst));
+    let b3 = b_domain.clone();
+    a_domain.schedule(move |_| b3.synchronize().wait().unwrap());
+    a.synchronize_full().wait().unwrap();
+    assert!(ran.load(Ordering::SeqCst));
+}
