@@ -281,8 +281,10 @@ impl Domain {
     where
         F: FnOnce(Cookie) + Send + 'static,
     {
-        let mut f = Some(f);
-        let mut make = |_: &mut State| Body::Blocking(Box::new(f.take().expect("made once")));
+        // Boxed before the lock is taken: the allocation stays out of the
+        // critical section every worker contends for.
+        let mut body = Some(Body::Blocking(Box::new(f)));
+        let mut make = |_: &mut State| body.take().expect("made once");
         self.inner
             .shared
             .schedule(self.inner.id, &mut make, Admission::Policy)
@@ -328,11 +330,10 @@ impl Domain {
         F: FnOnce(Cookie) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut f = Some(f);
-        let mut make = |_: &mut State| {
-            let f = f.take().expect("made once");
-            Body::Async(Box::new(move |cookie| Box::pin(f(cookie)) as crate::call::BoxFuture))
-        };
+        let mut body = Some(Body::Async(Box::new(move |cookie| {
+            Box::pin(f(cookie)) as crate::call::BoxFuture
+        })));
+        let mut make = |_: &mut State| body.take().expect("made once");
         self.inner
             .shared
             .schedule(self.inner.id, &mut make, Admission::Policy)

@@ -14,7 +14,10 @@
 //!    ([`watchdog_main`]). The watchdog thread exists only while calls are
 //!    queued behind a busy pool.
 //! 5. Cap and shrink: never more than `max_workers`; idle workers above
-//!    `min_workers` exit after `keep_alive` ([`worker_main`]).
+//!    `min_workers` exit after `keep_alive` ([`worker_main`]). An idle
+//!    worker first spins for a few tens of microseconds (at most one per
+//!    CPU at a time): a stream of short calls then needs no wake-up system
+//!    call per call.
 //!
 //! Decisions are made under the state lock and return a [`Growth`]; threads
 //! are started by [`grow`] after the lock is released.
@@ -32,7 +35,7 @@ use crate::executor::WorkerSpec;
 use crate::observe;
 use crate::runtime::Shared;
 use crate::state::{Scope, State, Wake, Wakeups};
-use crate::sync::{now, MutexGuard};
+use crate::sync::{now, spin_until_changed, MutexGuard};
 use crate::Cookie;
 
 /// The pool's part of the runtime state.
@@ -48,6 +51,9 @@ pub(crate) struct PoolState {
     pub(crate) notified: usize,
     /// Workers blocked in a kasync wait.
     pub(crate) blocked: usize,
+    /// Idle workers spinning for a moment before they park; each will take
+    /// a call queued meanwhile without being woken.
+    pub(crate) spinning: usize,
     /// Per worker: when its current call started; `None` while it is idle or
     /// blocked in a kasync wait (those are not stalls: rule 3 covers them).
     pub(crate) busy: Slab<Option<Instant>>,
@@ -77,10 +83,17 @@ pub(crate) struct Growth {
 /// How many idle workers one thread wakes for newly queued calls.
 const FAN_OUT: usize = 2;
 
-/// Queued calls that no notified or starting worker is on its way to take.
+/// Queued calls that no notified, starting or spinning worker is on its way
+/// to take.
 fn uncovered(st: &State) -> usize {
-    st.queued.saturating_sub(st.pool.notified + st.pool.starting)
+    st.queued
+        .saturating_sub(st.pool.notified + st.pool.starting + st.pool.spinning)
 }
+
+/// How long an idle worker spins, watching for new calls, before it parks.
+/// A stream of short calls then keeps the workers busy without a wake-up
+/// system call per call; slow calls never get here (their workers are busy).
+const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Finds threads for queued calls nobody is coming for. Wakes up to
 /// `max_wake` idle workers; every woken worker calls this again after
@@ -378,6 +391,20 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         }
         if st.shutdown {
             break;
+        }
+        // Spin first, unless enough workers already do.
+        if st.pool.spinning < shared.config.spinners {
+            st.pool.spinning += 1;
+            let seen = shared.enqueued.load(Ordering::Relaxed);
+            drop(st);
+            spin_until_changed(&shared.enqueued, seen, SPIN_FOR);
+            st = shared.lock();
+            st.pool.spinning -= 1;
+            if st.queued > 0 || st.shutdown {
+                // Take the call, or leave: a shutdown's wake-up may have
+                // come while this worker was spinning, not waiting.
+                continue;
+            }
         }
         st.pool.idle += 1;
         // A keep-alive too long to express as a deadline means "forever".

@@ -53,6 +53,9 @@ pub(crate) struct Config {
     /// Workers started at once, without waiting for the watchdog.
     pub(crate) eager_workers: usize,
     pub(crate) record_timeline: bool,
+    /// Idle workers that may spin at once before parking: one per CPU at
+    /// most, so spinning never crowds out the threads doing the work.
+    pub(crate) spinners: usize,
 }
 
 /// A snapshot of a runtime's counters.
@@ -114,6 +117,9 @@ pub(crate) struct Shared {
     pub(crate) drain_cv: Condvar,
     /// Numbers worker thread names.
     pub(crate) worker_names: std::sync::atomic::AtomicU64,
+    /// Calls ever queued: a spinning idle worker watches it instead of
+    /// parking, so a stream of short calls costs no wake-up per call.
+    pub(crate) enqueued: std::sync::atomic::AtomicU64,
     /// Records the timeline, if asked to at build time.
     pub(crate) recorder: Option<Recorder>,
 }
@@ -170,6 +176,7 @@ impl Shared {
         }
         let body = make(&mut st);
         let cookie = st.enqueue(domain, body);
+        self.enqueued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         observe::queued(self, &st, domain, cookie);
         if inline {
             // Run the domain's earlier queued calls and then this one here,
@@ -561,6 +568,7 @@ impl Builder {
                 stack_size: None,
                 eager_workers: parallelism,
                 record_timeline: false,
+                spinners: parallelism,
             },
             executor: None,
         }
@@ -648,6 +656,8 @@ impl Builder {
     /// needed (default: the number of CPUs).
     pub fn eager_workers(mut self, n: usize) -> Builder {
         self.config.eager_workers = n;
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.config.spinners = n.clamp(1, parallelism);
         self
     }
 
@@ -703,6 +713,7 @@ impl Builder {
             space_cv: Condvar::new(),
             drain_cv: Condvar::new(),
             worker_names: std::sync::atomic::AtomicU64::new(0),
+            enqueued: std::sync::atomic::AtomicU64::new(0),
         });
         let default_domain = Domain::create(&shared, "default", true);
         let growth = {

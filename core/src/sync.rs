@@ -136,6 +136,40 @@ pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
+/// Spins, yielding the CPU between checks, until `counter` moves past `seen`
+/// or `budget` has passed; returns whether it moved. The counter is only a
+/// hint (the caller re-checks under the lock), so it needs no model: under
+/// loom this returns `false` at once and the caller parks as usual.
+pub(crate) fn spin_until_changed(
+    counter: &std::sync::atomic::AtomicU64,
+    seen: u64,
+    budget: std::time::Duration,
+) -> bool {
+    #[cfg(not(loom))]
+    {
+        use std::sync::atomic::Ordering;
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                if counter.load(Ordering::Relaxed) != seen {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= budget {
+                return false;
+            }
+            // Leave the core to the thread about to schedule work.
+            std::thread::yield_now();
+        }
+    }
+    #[cfg(loom)]
+    {
+        let _ = (counter, seen, budget);
+        false
+    }
+}
+
 /// An `UnsafeCell` whose accesses loom can check. kasync only touches the
 /// cells behind it while holding the runtime's state lock.
 pub(crate) struct UnsafeCell<T> {
