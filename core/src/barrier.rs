@@ -248,12 +248,17 @@ impl Future for Barrier {
         let shared = this.shared.clone();
         let mut st = shared.lock();
         if st.waiter_done(id) {
-            if this.pending_since.is_some() {
+            let observed = this.pending_since.and_then(|since| {
                 let (scope, below) = st.waiter_scope(id);
-                observe::waited(&shared, &st, scope, below, this.pending_since, 0, false);
-            }
+                observe::wait_finished(&st, scope, below, Some(since))
+            });
             let result = st.take_result(id);
-            return Poll::Ready(this.finish(&mut st, id, result));
+            let result = this.finish(&mut st, id, result);
+            drop(st);
+            if let Some(finished) = observed {
+                finished.report(&shared, 0, false);
+            }
+            return Poll::Ready(result);
         }
         if let Some(waiter) = this.own_call(&st, id) {
             return Poll::Ready(this.finish(&mut st, id, Err(SyncError::WouldDeadlock { waiter })));

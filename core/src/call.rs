@@ -83,12 +83,15 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
         }
         Body::Item(item) => {
             let result = panic::catch_unwind(AssertUnwindSafe(|| item.run(call.cookie)));
-            drop(guard);
             let outcome = result.map_err(|payload| panic_message(&*payload));
             if item.is_detached() {
                 // The seed's kfree flag: freed before the call counts as
-                // finished, so a barrier over it returns after the free.
+                // finished, so a barrier over it returns after the free. The
+                // free still runs inside the call's frame: a `Drop` that
+                // waits on the runtime (or drops its last handle) is refused
+                // as a self-wait instead of hanging.
                 let freed = panic::catch_unwind(AssertUnwindSafe(|| item.free()));
+                drop(guard);
                 let outcome = match (outcome, freed) {
                     (Err(message), _) => Err(message),
                     (Ok(()), Err(payload)) => Err(panic_message(&*payload)),
@@ -96,6 +99,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
                 };
                 Some(outcome.into())
             } else {
+                drop(guard);
                 Some(Finished {
                     outcome,
                     item: Some(item),

@@ -26,7 +26,10 @@ pub enum SyncError {
     TimedOut,
     /// Blocking here would stall the async runtime the thread belongs to
     /// (for example a tokio current-thread runtime, or inside an async-std or
-    /// smol task). `.await` the barrier instead.
+    /// smol task): `.await` the barrier instead. Also returned by
+    /// [`Runtime::shutdown`](crate::Runtime::shutdown) on one of the
+    /// runtime's own worker threads, which cannot wait for every worker
+    /// (itself included) to leave.
     BlockingNotAllowed {
         /// The executor adapter that refused.
         executor: &'static str,
@@ -44,15 +47,23 @@ impl fmt::Display for SyncError {
                 "waiting would deadlock: the barrier covers call {waiter}, which is running on this very thread"
             ),
             SyncError::TimedOut => f.write_str("timed out waiting for the barrier"),
-            SyncError::BlockingNotAllowed { executor, reason } => write!(
-                f,
-                "cannot block on a kasync barrier here ({executor}: {reason}); `.await` the barrier instead"
-            ),
+            SyncError::BlockingNotAllowed { executor, reason } => {
+                write!(f, "cannot block on this thread ({executor}: {reason})")?;
+                if *reason != OWN_WORKER {
+                    f.write_str("; `.await` the barrier instead")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl Error for SyncError {}
+
+/// The reason [`SyncError::BlockingNotAllowed`] gives when a runtime is shut
+/// down on one of its own workers, where awaiting is no way out either.
+pub(crate) const OWN_WORKER: &str =
+    "this thread is one of the runtime's own workers, which cannot wait for every worker to leave";
 
 /// A panic inside a scheduled call, as reported by a barrier that covers it.
 #[derive(Clone, Debug, PartialEq, Eq)]

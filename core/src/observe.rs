@@ -19,8 +19,10 @@ use crate::Cookie;
 /// Whether anything wants wait labels: a recorder, or an enabled tracing
 /// subscriber.
 fn wants_waits(shared: &Shared) -> bool {
+    // The global maximum level: one atomic load, and never stale the way a
+    // per-callsite interest cache can be when subscribers come and go.
     #[cfg(feature = "tracing")]
-    if tracing::enabled!(target: "kasync", tracing::Level::DEBUG) {
+    if tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG {
         return true;
     }
     shared.recorder.is_some()
@@ -117,30 +119,40 @@ pub(crate) fn wait_started(shared: &Shared) -> Option<Instant> {
     wants_waits(shared).then(now)
 }
 
-/// A wait that began at `started` returned; `st` is locked.
-pub(crate) fn waited(
-    shared: &Shared,
-    st: &State,
-    scope: Scope,
-    below: u64,
-    started: Option<Instant>,
-    helped: usize,
-    blocking: bool,
-) {
-    let Some(started) = started else { return };
-    let what = wait_label(st, scope, below);
-    let at = now();
-    #[cfg(feature = "tracing")]
-    tracing::debug!(
-        target: "kasync",
-        what = %what,
-        waited_us = at.saturating_duration_since(started).as_micros() as u64,
-        helped,
-        blocking,
-        "barrier wait returned",
-    );
-    if let Some(recorder) = &shared.recorder {
-        recorder.waited(what, started, helped, blocking, at);
+/// A wait that returned, to be reported once the state lock is released
+/// (a subscriber or the recorder must never run under it).
+pub(crate) struct FinishedWait {
+    what: String,
+    started: Instant,
+    at: Instant,
+}
+
+/// A wait that began at `started` (`None`: unobserved) returned; `st` is
+/// locked, for the domain's name.
+pub(crate) fn wait_finished(st: &State, scope: Scope, below: u64, started: Option<Instant>) -> Option<FinishedWait> {
+    let started = started?;
+    Some(FinishedWait {
+        what: wait_label(st, scope, below),
+        started,
+        at: now(),
+    })
+}
+
+impl FinishedWait {
+    /// Reports the wait; call it with the state unlocked.
+    pub(crate) fn report(self, shared: &Shared, helped: usize, blocking: bool) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "kasync",
+            what = %self.what,
+            waited_us = self.at.saturating_duration_since(self.started).as_micros() as u64,
+            helped,
+            blocking,
+            "barrier wait returned",
+        );
+        if let Some(recorder) = &shared.recorder {
+            recorder.waited(self.what, self.started, helped, blocking, self.at);
+        }
     }
 }
 

@@ -166,7 +166,6 @@ pub(crate) fn compensate(shared: &Shared, st: &mut State) -> Growth {
         let growth = reserve_workers(shared, st, 1);
         if growth.workers > 0 {
             st.counters.compensations += 1;
-            observe::compensated();
         }
         growth
     } else {
@@ -337,6 +336,7 @@ pub(crate) fn block_until<'a>(
             let growth = compensate(shared, &mut st);
             if !growth.is_empty() {
                 drop(st);
+                observe::compensated();
                 grow(shared, growth);
                 st = shared.lock();
                 continue;
@@ -352,7 +352,11 @@ pub(crate) fn block_until<'a>(
         st.pool.blocked -= 1;
         st.pool.busy[slot] = saved;
     }
-    observe::waited(shared, &st, wait.scope, wait.below, observed_since, helped, true);
+    if let Some(finished) = observe::wait_finished(&st, wait.scope, wait.below, observed_since) {
+        drop(st);
+        finished.report(shared, helped, true);
+        st = shared.lock();
+    }
     (st, done)
 }
 
@@ -479,8 +483,8 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
             continue;
         }
         st.counters.stalls += 1;
-        observe::stalled(growth.workers, running);
         drop(st);
+        observe::stalled(growth.workers, running);
         grow(&shared, growth);
         st = shared.lock();
     }

@@ -178,6 +178,7 @@ impl Shared {
         let cookie = st.enqueue(domain, body);
         self.enqueued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         observe::queued(self, &st, domain, cookie);
+        self.notify_drain(&st);
         if inline {
             // Run the domain's earlier queued calls and then this one here,
             // so started calls stay a prefix of the domain's cookie order.
@@ -237,10 +238,11 @@ impl Shared {
         self.notify_drain(st);
     }
 
-    /// Wakes a thread waiting for the runtime to drain, if this was the
-    /// last call or the last worker.
+    /// Wakes a thread waiting for the runtime to drain when it has something
+    /// to do: the last call or the last worker is gone, or a call is queued
+    /// that it may run.
     pub(crate) fn notify_drain(&self, st: &State) {
-        if st.drain_waiters > 0 && (st.pending == 0 || st.pool.workers == 0) {
+        if st.drain_waiters > 0 && (st.pending == 0 || st.pool.workers == 0 || st.queued > 0) {
             self.drain_cv.notify_all();
         }
     }
@@ -252,6 +254,14 @@ impl Shared {
         let refused = if let Some(waiter) = context::find_own_call(self.id(), |_| true) {
             // Draining would wait for the very call we are in.
             Some(SyncError::WouldDeadlock { waiter })
+        } else if context::worker_slot(self.id()).is_some() {
+            // Outside any call, but on one of our own workers (the last
+            // handle lived in state a worker dropped): waiting for every
+            // worker to leave would wait for this thread.
+            Some(SyncError::BlockingNotAllowed {
+                executor: self.executor.name(),
+                reason: crate::error::OWN_WORKER,
+            })
         } else {
             match barrier::blocking_permission(self) {
                 Blocking::Forbidden(reason) => Some(SyncError::BlockingNotAllowed {
@@ -278,22 +288,22 @@ impl Shared {
         self.watchdog_cv.notify_all();
     }
 
+    /// Waits until every call has finished and every worker has left.
+    /// Without a deadline it runs queued calls itself meanwhile (when
+    /// helping is on, or when no worker is left to run them); with one it
+    /// runs none, so it can return on time.
     fn drain<'a>(
         self: &'a Arc<Self>,
         mut st: MutexGuard<'a, State>,
         deadline: Option<Instant>,
     ) -> Result<(), SyncError> {
-        let mut draining = true;
-        let result = loop {
-            if draining && st.pending == 0 {
-                // Drained: now let the workers go and wait for them to leave.
-                draining = false;
-                self.release_workers(&mut st);
+        // Idle workers leave now, busy ones once the queue is empty.
+        self.release_workers(&mut st);
+        loop {
+            if st.pending == 0 && st.pool.workers == 0 && !st.pool.watchdog {
+                return Ok(());
             }
-            if !draining && st.pool.workers == 0 && !st.pool.watchdog {
-                break Ok(());
-            }
-            if draining && self.config.help {
+            if deadline.is_none() && (self.config.help || st.pool.workers == 0) {
                 if let Some(claimed) = st.claim_lowest() {
                     st.counters.helped += 1;
                     drop(st);
@@ -303,7 +313,7 @@ impl Shared {
                 }
             }
             if deadline.is_some_and(|d| now() >= d) {
-                break Err(SyncError::TimedOut);
+                return Err(SyncError::TimedOut);
             }
             st.drain_waiters += 1;
             st = match deadline {
@@ -311,9 +321,7 @@ impl Shared {
                 None => self.drain_cv.wait(st),
             };
             st.drain_waiters -= 1;
-        };
-        self.release_workers(&mut st);
-        result
+        }
     }
 }
 
@@ -343,10 +351,12 @@ impl Shared {
 /// waits for every unfinished call in every domain, registered or not,
 /// running queued ones on the dropping thread meanwhile; then its workers
 /// leave and the drop returns once they have. [`Runtime::shutdown_timeout`]
-/// bounds that wait. Where waiting is impossible — the drop happens inside
-/// one of the runtime's own calls, or on a thread where blocking would stall
-/// an async runtime — the drop returns at once, and the calls still run on
-/// workers that leave when the queue is empty.
+/// bounds that wait and runs no call itself. Where waiting is impossible —
+/// the drop happens inside one of the runtime's own calls (or while a
+/// detached item it ran is freed), on one of its own worker threads, or on a
+/// thread where blocking would stall an async runtime — the drop returns at
+/// once, and the calls still run on workers that leave when the queue is
+/// empty.
 ///
 /// Domain handles, barriers and items keep what they need alive, so they
 /// work after the `Runtime` is gone: a call scheduled through a leftover
@@ -455,9 +465,12 @@ impl Runtime {
     /// it waits (unless [`Builder::help`] is off).
     ///
     /// Returns [`SyncError::WouldDeadlock`] when called inside one of the
-    /// runtime's own calls and [`SyncError::BlockingNotAllowed`] where
-    /// blocking would stall an async runtime; then it does not wait, and the
-    /// calls still run on workers that leave when the queue is empty.
+    /// runtime's own calls, and [`SyncError::BlockingNotAllowed`] where
+    /// blocking would stall an async runtime or on one of the runtime's own
+    /// worker threads (the last handle was dropped by state a worker
+    /// dropped); then it does not wait, and the calls still run on workers
+    /// that leave when the queue is empty. Dropping the last handle in those
+    /// places behaves the same way: it never hangs.
     ///
     /// ```
     /// let rt = kasync_core::Runtime::new().unwrap();

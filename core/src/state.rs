@@ -69,8 +69,10 @@ pub(crate) struct PanicRecord {
 /// Counters reported by `Runtime::stats`.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct Counters {
-    /// Calls claimed by a worker or a helping thread: the watchdog's measure
-    /// of progress.
+    /// Calls claimed lowest-first (by workers, draining or room-making
+    /// threads): the watchdog's measure of progress. Claims a waiter makes
+    /// for its own barrier do not count: they may be an endless chain in one
+    /// domain while the runtime's lowest queued call waits for a thread.
     pub(crate) started: u64,
     pub(crate) completed: u64,
     pub(crate) panicked: u64,
@@ -251,7 +253,6 @@ impl State {
             }
         }
         self.queued -= 1;
-        self.counters.started += 1;
         Some(Claimed { domain, cookie, body })
     }
 
@@ -268,7 +269,9 @@ impl State {
     /// Rule 1: the lowest queued cookie of the whole runtime.
     pub(crate) fn claim_lowest(&mut self) -> Option<Claimed> {
         let id = self.lowest_ready(|_| true)?;
-        self.claim_from(id)
+        let claimed = self.claim_from(id)?;
+        self.counters.started += 1;
+        Some(claimed)
     }
 
     /// Rule 2: the lowest queued call a barrier over `scope`/`below` covers.

@@ -2,7 +2,7 @@
 //! the rule alone; none asserts a duration.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -345,4 +345,36 @@ pub fn block_policy_inside_a_call_runs_inline_instead_of_deadlocking(make: &Make
     let inner = rx.recv().unwrap();
     rt.synchronize_full().wait().unwrap();
     assert!(inner.get() > 1);
+}
+
+pub fn helping_elsewhere_does_not_hide_a_stalled_worker(make: &MakeBuilder) {
+    // The only running worker is stuck in call 1 until queued call 2 runs.
+    // Meanwhile this thread helps an endless chain in another domain: claims
+    // made for its own barrier say nothing about call 2, so the watchdog
+    // must still add a worker for it.
+    let rt = make().max_workers(4).eager_workers(1).build().unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    let released = Arc::new(AtomicBool::new(false));
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let r = released.clone();
+    rt.schedule(move |_| {
+        started_tx.send(()).unwrap();
+        rx.recv().unwrap();
+        r.store(true, Ordering::SeqCst);
+    });
+    started_rx.recv().unwrap();
+    rt.schedule(move |_| tx.send(()).unwrap());
+    let chain = rt.exclusive_domain("chain");
+    fn link(domain: Domain, released: Arc<AtomicBool>) {
+        let next = domain.clone();
+        domain.schedule(move |_| {
+            if !released.load(Ordering::SeqCst) {
+                link(next, released);
+            }
+        });
+    }
+    link(chain.clone(), released.clone());
+    chain.synchronize().wait().unwrap();
+    assert!(released.load(Ordering::SeqCst));
+    rt.synchronize_full().wait().unwrap();
 }

@@ -57,6 +57,7 @@ macro_rules! conformance {
             growth::burst_onto_idle_workers_leaves_no_call_behind,
             growth::extreme_durations_mean_forever_not_a_panic,
             growth::no_eager_workers_still_runs_calls,
+            growth::helping_elsewhere_does_not_hide_a_stalled_worker,
             growth::block_policy_inside_a_call_runs_inline_instead_of_deadlocking,
             model::panics_of_a_dropped_exclusive_domain_do_not_haunt_new_domains,
             items::panicking_drop_of_a_detached_item_does_not_break_the_pool,
@@ -73,6 +74,8 @@ macro_rules! conformance {
             shutdown::shutdown_reports_success_and_workers_leave,
             shutdown::shutdown_timeout_gives_up_without_cancelling,
             shutdown::shutdown_inside_an_own_call_is_refused,
+            shutdown::shutdown_timeout_runs_no_call_itself,
+            shutdown::last_handle_dropped_on_an_own_thread_does_not_hang,
         );
     };
     (@tests $builder:path; $($module:ident :: $name:ident),* $(,)?) => {

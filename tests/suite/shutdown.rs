@@ -113,3 +113,71 @@ pub fn shutdown_inside_an_own_call_is_refused(make: &MakeBuilder) {
     let result = result_rx.recv_timeout(HANG).expect("shutdown returned");
     assert_eq!(result, Err(SyncError::WouldDeadlock { waiter: cookie }));
 }
+
+pub fn shutdown_timeout_runs_no_call_itself(make: &MakeBuilder) {
+    let rt = make().max_workers(1).no_stall_watchdog().build().unwrap();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
+    let (queued_gate_tx, queued_gate_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<&str>();
+    let done = done_tx.clone();
+    rt.schedule(move |_| {
+        started_tx.send(()).unwrap();
+        gate_rx.recv().unwrap();
+        done.send("held").unwrap();
+    });
+    started_rx.recv().unwrap();
+    // Queued behind the only worker; if the shutdown ran it, it would block
+    // on its gate and the shutdown could not return on time.
+    rt.schedule(move |_| {
+        queued_gate_rx.recv().unwrap();
+        done_tx.send("queued").unwrap();
+    });
+    assert_eq!(rt.shutdown_timeout(Duration::from_millis(1)), Err(SyncError::TimedOut));
+    gate_tx.send(()).unwrap();
+    queued_gate_tx.send(()).unwrap();
+    let mut finished = [done_rx.recv_timeout(HANG).unwrap(), done_rx.recv_timeout(HANG).unwrap()];
+    finished.sort();
+    assert_eq!(finished, ["held", "queued"], "both calls still ran");
+}
+
+/// Holds the last handle to a runtime and drops it from its own `Drop`.
+struct OwnsRuntime(Option<kasync::Runtime>, mpsc::Sender<()>);
+
+impl Drop for OwnsRuntime {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        self.1.send(()).unwrap();
+    }
+}
+
+impl Work for OwnsRuntime {
+    fn run(&mut self, _: kasync::Cookie) {}
+}
+
+pub fn last_handle_dropped_on_an_own_thread_does_not_hang(make: &MakeBuilder) {
+    let (tx, rx) = mpsc::channel();
+    // A detached item owning the runtime: freed on the thread that ran it.
+    let rt = make().build().unwrap();
+    let domain = rt.exclusive_domain("item");
+    domain.submit_detached(Item::new(OwnsRuntime(Some(rt), tx.clone())));
+    rx.recv_timeout(HANG)
+        .expect("the item's drop, which dropped the runtime, returned");
+    // A call's closure owning the runtime, dropped inside the call.
+    let rt = make().build().unwrap();
+    let domain = rt.domain("closure");
+    let holder = OwnsRuntime(Some(rt), tx.clone());
+    domain.schedule(move |_| drop(holder));
+    rx.recv_timeout(HANG)
+        .expect("dropping the runtime inside its own call returned");
+    // An async call's state owning the runtime: dropped by whoever drops the
+    // finished future, possibly a worker outside any call.
+    let rt = make().build().unwrap();
+    let domain = rt.domain("future");
+    let holder = OwnsRuntime(Some(rt), tx);
+    domain.schedule_async(move |_| async move {
+        let _keep = &holder;
+    });
+    rx.recv_timeout(HANG)
+        .expect("dropping the runtime with an async call's state returned");
+}
