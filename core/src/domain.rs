@@ -159,6 +159,30 @@ impl DomainState {
         self.calls.front().map_or(u64::MAX, |slot| slot.cookie.get())
     }
 
+    /// Whether a barrier below `below` waits for at least one and at most
+    /// `most` unfinished calls: then it is usually about to be satisfied (the
+    /// "register in cookie order" chain). Looks at a few calls at most; a
+    /// longer run of finished calls answers `false`.
+    pub(crate) fn waits_for_few(&self, below: u64, most: usize) -> bool {
+        const LOOK: usize = 8;
+        if self.lowest_pending() >= below {
+            return false;
+        }
+        let mut unfinished = 0;
+        for slot in self.calls.iter().take(LOOK) {
+            if slot.cookie.get() >= below {
+                return true;
+            }
+            if !slot.done {
+                unfinished += 1;
+                if unfinished > most {
+                    return false;
+                }
+            }
+        }
+        self.calls.len() <= LOOK
+    }
+
     pub(crate) fn unfinished(&self) -> usize {
         self.unfinished
     }
@@ -463,5 +487,61 @@ mod tests {
         // Reported: the next barrier over it is lock-free again.
         let d = domain.clone();
         with_lock_held(&domain, move || d.synchronize_cookie(after).wait());
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod state_tests {
+    use super::DomainState;
+    use crate::call::Body;
+    use crate::Cookie;
+
+    fn cookie(n: u64) -> Cookie {
+        Cookie::new(n).unwrap()
+    }
+
+    /// A domain holding calls with these cookies, all started.
+    fn started(cookies: &[u64]) -> DomainState {
+        let mut d = DomainState::new("test".into(), true, 0);
+        for &c in cookies {
+            d.push(cookie(c), Body::Blocking(Box::new(|_| {})));
+            assert!(d.claim().is_some());
+        }
+        d
+    }
+
+    #[test]
+    fn waits_for_few_counts_the_unfinished_calls_below_the_bound() {
+        let mut d = started(&[3, 5, 8, 9]);
+        // Nothing below 3 is unfinished: satisfied, not "few".
+        assert!(!d.waits_for_few(3, 1));
+        // Below 4 and below 5: only 3.
+        assert!(d.waits_for_few(4, 1));
+        assert!(d.waits_for_few(5, 1));
+        // Below 6: 3 and 5.
+        assert!(!d.waits_for_few(6, 1));
+        assert!(d.waits_for_few(6, 2));
+        // Finished calls behind the front do not count.
+        assert!(!d.finish(cookie(5)));
+        assert!(!d.waits_for_few(9, 1) && d.waits_for_few(9, 2));
+        assert!(d.finish(cookie(3)));
+        assert_eq!(d.lowest_pending(), 8);
+        assert!(d.waits_for_few(9, 1));
+        // Past the last call: everything left is below the bound.
+        assert!(d.waits_for_few(u64::MAX, 2));
+        assert!(!d.waits_for_few(u64::MAX, 1));
+    }
+
+    #[test]
+    fn waits_for_few_gives_up_on_a_long_run_of_finished_calls() {
+        let cookies: Vec<u64> = (1..=20).collect();
+        let mut d = started(&cookies);
+        for c in 2..=19 {
+            assert!(!d.finish(cookie(c)));
+        }
+        // Only call 1 is unfinished below 20, but it is too far to look.
+        assert!(!d.waits_for_few(20, 1));
+        // Nearby bounds are still seen.
+        assert!(d.waits_for_few(3, 1));
     }
 }

@@ -30,12 +30,13 @@ use slab::Slab;
 
 use crate::call::{self, Claimed};
 use crate::context;
+use crate::domain::DomainHint;
 use crate::domain::DomainId;
 use crate::executor::WorkerSpec;
 use crate::observe;
 use crate::runtime::Shared;
 use crate::state::{Scope, State, Wake, Wakeups};
-use crate::sync::{now, spin_until_changed, MutexGuard};
+use crate::sync::{now, spin_until, spin_until_changed, MutexGuard};
 use crate::Cookie;
 
 /// The pool's part of the runtime state.
@@ -54,6 +55,9 @@ pub(crate) struct PoolState {
     /// Idle workers spinning for a moment before they park; each will take
     /// a call queued meanwhile without being woken.
     pub(crate) spinning: usize,
+    /// Blocking waiters spinning for a moment on their domain's lowest
+    /// unfinished cookie before they park.
+    pub(crate) waiters_spinning: usize,
     /// Per worker: when its current call started; `None` while it is idle or
     /// blocked in a kasync wait (those are not stalls: rule 3 covers them).
     pub(crate) busy: Slab<Option<Instant>>,
@@ -308,6 +312,9 @@ pub(crate) fn block_until<'a>(
     // Set while this worker counts as blocked: its call's start time.
     let mut blocked: Option<Option<Instant>> = None;
     let cv = context::thread_condvar();
+    // Whether this thread spun since it last parked: it spins at most once
+    // per wake-up, then parks.
+    let mut spun = false;
     let done = loop {
         if is_done(&mut st) {
             break true;
@@ -342,11 +349,25 @@ pub(crate) fn block_until<'a>(
                 continue;
             }
         }
+        if !spun {
+            spun = true;
+            if let Some(hint) = spin_hint(shared, &mut st, &wait) {
+                drop(st);
+                let budget = wait
+                    .deadline
+                    .map_or(SPIN_FOR, |d| d.saturating_duration_since(now()).min(SPIN_FOR));
+                spin_until(|| hint.lowest.load(Ordering::Acquire) >= wait.below, budget);
+                st = shared.lock();
+                st.pool.waiters_spinning -= 1;
+                continue;
+            }
+        }
         arm(&mut st, Wake::Thread(cv.clone()), may_help);
         st = match wait.deadline {
             Some(d) => cv.wait_until(st, d).0,
             None => cv.wait(st),
         };
+        spun = false;
     };
     if let (Some(slot), Some(saved)) = (worker_slot, blocked) {
         st.pool.blocked -= 1;
@@ -358,6 +379,30 @@ pub(crate) fn block_until<'a>(
         st = shared.lock();
     }
     (st, done)
+}
+
+/// A blocking domain wait spins before parking (and is woken early) when it
+/// waits for at most this many unfinished calls.
+pub(crate) const NEAR_CALLS: usize = 1;
+
+/// Whether a blocking wait should spin before it parks, and on what: only
+/// a domain wait for the one call at its domain's front (usually about to
+/// end: "register in cookie order"), and only while fewer waiters than
+/// `spinners` (at most one per CPU) spin. Takes a spinner's place.
+fn spin_hint(shared: &Shared, st: &mut State, wait: &Wait) -> Option<Arc<DomainHint>> {
+    let Scope::Domain(id) = wait.scope else {
+        return None;
+    };
+    if st.pool.waiters_spinning >= shared.config.spinners {
+        return None;
+    }
+    let domain = st.domain(id);
+    if !domain.waits_for_few(wait.below, NEAR_CALLS) {
+        return None;
+    }
+    let hint = domain.hint.clone();
+    st.pool.waiters_spinning += 1;
+    Some(hint)
 }
 
 /// A worker thread: claims the lowest queued cookie until idle for too long.

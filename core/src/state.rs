@@ -346,6 +346,16 @@ impl State {
                 waiter.done = true;
                 wake(waiter, wakeups);
             }
+            // Wake the next blocked waiter early if it now waits for the
+            // front alone: it spins instead of parking again, so a chain of
+            // calls each waiting for the one before (register in cookie
+            // order) pays a wake-up per two links instead of one per link.
+            for &(below, w) in d.waiters.iter().take(crate::pool::NEAR_CALLS) {
+                let waiter = &mut waiters[w];
+                if matches!(waiter.wake, Wake::Thread(_)) && d.waits_for_few(below, crate::pool::NEAR_CALLS) {
+                    wake(waiter, wakeups);
+                }
+            }
         }
         if registered {
             self.wake_full_if_drained(wakeups);

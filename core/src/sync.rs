@@ -137,21 +137,26 @@ pub(crate) fn now() -> Instant {
 }
 
 /// Spins, yielding the CPU between checks, until `counter` moves past `seen`
-/// or `budget` has passed; returns whether it moved. The counter is only a
-/// hint (the caller re-checks under the lock), so it needs no model: under
-/// loom this returns `false` at once and the caller parks as usual.
+/// or `budget` has passed; returns whether it moved.
 pub(crate) fn spin_until_changed(
     counter: &std::sync::atomic::AtomicU64,
     seen: u64,
     budget: std::time::Duration,
 ) -> bool {
+    spin_until(|| counter.load(std::sync::atomic::Ordering::Relaxed) != seen, budget)
+}
+
+/// Spins, yielding the CPU between checks, until `ready` or `budget` has
+/// passed; returns whether it became ready. What it watches is only a hint
+/// (the caller re-checks under the lock), so it needs no model: under loom
+/// this returns `false` at once and the caller parks as usual.
+pub(crate) fn spin_until(mut ready: impl FnMut() -> bool, budget: std::time::Duration) -> bool {
     #[cfg(not(loom))]
     {
-        use std::sync::atomic::Ordering;
         let start = Instant::now();
         loop {
             for _ in 0..64 {
-                if counter.load(Ordering::Relaxed) != seen {
+                if ready() {
                     return true;
                 }
                 std::hint::spin_loop();
@@ -159,13 +164,13 @@ pub(crate) fn spin_until_changed(
             if start.elapsed() >= budget {
                 return false;
             }
-            // Leave the core to the thread about to schedule work.
+            // Leave the core to the thread whose work we wait for.
             std::thread::yield_now();
         }
     }
     #[cfg(loom)]
     {
-        let _ = (counter, seen, budget);
+        let _ = (&mut ready, budget);
         false
     }
 }
