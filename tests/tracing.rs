@@ -1,13 +1,14 @@
 //! The `tracing` feature: a span per call with its cookie, domain and
 //! adapter, and events for barrier waits (with how many calls the waiter ran
 //! by helping), worker starts, panics and stalls. A small capturing
-//! subscriber records what kasync emits; one test function, because the
-//! subscriber is process-wide (calls run on worker threads).
+//! subscriber records what kasync emits (and uses kasync itself each time,
+//! which would deadlock if kasync called it under its lock); one test
+//! function, because the subscriber is process-wide (calls run on worker
+//! threads).
 #![cfg(all(feature = "tracing", feature = "threads"))]
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use kasync::Runtime;
@@ -19,7 +20,9 @@ type Fields = HashMap<String, String>;
 
 #[derive(Default)]
 struct Capture {
-    next_id: AtomicU64,
+    /// A domain of the runtime under test: every span and event uses it,
+    /// which deadlocks if kasync calls the subscriber under its lock.
+    uses: std::sync::OnceLock<kasync::Domain>,
     spans: Mutex<Vec<(String, Fields)>>,
     events: Mutex<Vec<Fields>>,
 }
@@ -42,20 +45,27 @@ impl Subscriber for Capture {
     }
 
     fn new_span(&self, span: &Attributes<'_>) -> Id {
+        self.use_kasync();
         let mut fields = Fields::new();
         span.record(&mut Collect(&mut fields));
-        self.spans
-            .lock()
-            .unwrap()
-            .push((span.metadata().name().to_owned(), fields));
-        Id::from_u64(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
+        // The id is the span's place in `spans`, plus one (ids are non-zero).
+        let mut spans = self.spans.lock().unwrap();
+        spans.push((span.metadata().name().to_owned(), fields));
+        Id::from_u64(spans.len() as u64)
     }
 
-    fn record(&self, _: &Id, _: &Record<'_>) {}
+    /// Values recorded after the span was made (kasync records the domain
+    /// name once it has copied it out of its lock).
+    fn record(&self, id: &Id, values: &Record<'_>) {
+        let mut spans = self.spans.lock().unwrap();
+        let (_, fields) = &mut spans[id.into_u64() as usize - 1];
+        values.record(&mut Collect(fields));
+    }
 
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
+        self.use_kasync();
         let mut fields = Fields::new();
         event.record(&mut Collect(&mut fields));
         self.events.lock().unwrap().push(fields);
@@ -64,6 +74,14 @@ impl Subscriber for Capture {
     fn enter(&self, _: &Id) {}
 
     fn exit(&self, _: &Id) {}
+}
+
+impl Capture {
+    fn use_kasync(&self) {
+        if let Some(domain) = self.uses.get() {
+            let _ = domain.synchronize().is_done();
+        }
+    }
 }
 
 fn message(fields: &Fields) -> &str {
@@ -84,6 +102,7 @@ fn spans_and_events_describe_calls_waits_workers_and_stalls() {
         .build()
         .unwrap();
     let probes = rt.domain("probes");
+    capture.uses.set(rt.exclusive_domain("subscriber")).unwrap();
     let (started_tx, started_rx) = mpsc::channel::<()>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     probes.schedule(move |_| {

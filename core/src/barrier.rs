@@ -218,6 +218,8 @@ impl Barrier {
         let wait = pool::Wait {
             scope,
             below,
+            // The barrier keeps its domain alive: the state has the name.
+            domain_name: None,
             help,
             deadline,
         };
@@ -226,7 +228,7 @@ impl Barrier {
             st,
             wait,
             &mut |st| st.waiter_done(id),
-            &mut |st, wake, helper| drop(st.set_wake(id, wake, helper)),
+            &mut |st, wake, helper| st.set_wake(id, wake, helper),
         );
         let result = if done {
             st.take_result(id)
@@ -250,7 +252,14 @@ impl Future for Barrier {
         if st.waiter_done(id) {
             let observed = this.pending_since.and_then(|since| {
                 let (scope, below) = st.waiter_scope(id);
-                observe::wait_finished(&st, scope, below, Some(since))
+                let wait = pool::Wait {
+                    scope,
+                    below,
+                    domain_name: None,
+                    help: false,
+                    deadline: None,
+                };
+                observe::wait_finished(&st, &wait, Some(since))
             });
             let result = st.take_result(id);
             let result = this.finish(&mut st, id, result);

@@ -160,9 +160,11 @@ impl DomainState {
     }
 
     /// Whether a barrier below `below` waits for at least one and at most
-    /// `most` unfinished calls: then it is usually about to be satisfied (the
-    /// "register in cookie order" chain). Looks at a few calls at most; a
-    /// longer run of finished calls answers `false`.
+    /// `most` unfinished calls, and its bound is closed (the domain already
+    /// holds a call at or past it, so no call scheduled later can extend the
+    /// wait): then it is usually about to be satisfied (the "register in
+    /// cookie order" chain, where the bound is the waiter's own call). Looks
+    /// at a few calls at most; a longer run answers `false`.
     pub(crate) fn waits_for_few(&self, below: u64, most: usize) -> bool {
         const LOOK: usize = 8;
         if self.lowest_pending() >= below {
@@ -180,7 +182,7 @@ impl DomainState {
                 }
             }
         }
-        self.calls.len() <= LOOK
+        false
     }
 
     pub(crate) fn unfinished(&self) -> usize {
@@ -527,9 +529,10 @@ mod state_tests {
         assert!(d.finish(cookie(3)));
         assert_eq!(d.lowest_pending(), 8);
         assert!(d.waits_for_few(9, 1));
-        // Past the last call: everything left is below the bound.
-        assert!(d.waits_for_few(u64::MAX, 2));
-        assert!(!d.waits_for_few(u64::MAX, 1));
+        // An open bound (past the last call, as `synchronize()` has) never
+        // counts as few: calls scheduled later would extend the wait.
+        assert!(!d.waits_for_few(10, 2));
+        assert!(!d.waits_for_few(u64::MAX, 2));
     }
 
     #[test]

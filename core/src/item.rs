@@ -407,6 +407,8 @@ impl<W: Work> Submitted<W> {
         let wait = pool::Wait {
             scope: Scope::Domain(self.domain),
             below: self.cookie.get() + 1,
+            // The handle does not keep the domain alive.
+            domain_name: Some(&self.domain_name),
             help: true,
             deadline: None,
         };
@@ -417,7 +419,7 @@ impl<W: Work> Submitted<W> {
             st,
             wait,
             &mut |st| unsafe { &*header }.with(st, |slot| slot.done),
-            &mut |st, wake, _| unsafe { &*header }.with(st, |slot| slot.wake = wake),
+            &mut |st, wake, _| unsafe { &*header }.with(st, |slot| std::mem::replace(&mut slot.wake, wake)),
         );
         match self.take(&mut st) {
             Some(result) => result,
@@ -702,6 +704,8 @@ impl ItemScope<'_> {
         let wait = pool::Wait {
             scope: Scope::Domain(self.domain.id()),
             below,
+            // The scope borrows its domain: the state has the name.
+            domain_name: None,
             help: true,
             deadline: None,
         };
@@ -712,7 +716,7 @@ impl ItemScope<'_> {
             shared.lock(),
             wait,
             &mut |_| unsafe { &*counter.as_ptr() }.remaining == 0,
-            &mut |_, wake, _| unsafe { &mut *counter.as_ptr() }.wake = wake,
+            &mut |_, wake, _| std::mem::replace(&mut unsafe { &mut *counter.as_ptr() }.wake, wake),
         );
         drop(st);
     }

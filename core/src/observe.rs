@@ -6,10 +6,15 @@
 //! tracing half compiles away, and without a recorder the other half is one
 //! branch on a `None`. Values that cost something to build (domain names,
 //! wait labels) are computed only when a listener wants them.
+//!
+//! Subscribers never run under the state lock, and a panicking subscriber is
+//! contained in every hook (not in entering or leaving a call's span, which
+//! tracing's own subscribers do not panic in).
 
 use std::time::Instant;
 
 use crate::context;
+use crate::pool::Wait;
 use crate::runtime::Shared;
 use crate::state::{Scope, State};
 use crate::sync::now;
@@ -54,14 +59,31 @@ pub(crate) fn call_started(shared: &Shared, domain: crate::domain::DomainId, coo
     CallObserver {
         recorded,
         #[cfg(feature = "tracing")]
-        span: tracing::info_span!(
-            target: "kasync",
-            "call",
-            cookie = cookie.get(),
-            domain = %shared.lock().domain(domain).name,
-            adapter = shared.executor.name(),
-        ),
+        span: contained(|| {
+            let span = tracing::info_span!(
+                target: "kasync",
+                "call",
+                cookie = cookie.get(),
+                domain = tracing::field::Empty,
+                adapter = shared.executor.name(),
+            );
+            if !span.is_disabled() {
+                // Copied out first: the subscriber runs with the lock released.
+                let name = shared.lock().domain(domain).name.clone();
+                span.record("domain", tracing::field::display(&name));
+            }
+            span
+        })
+        .unwrap_or_else(tracing::Span::none),
     }
+}
+
+/// Runs a tracing hook, containing a panicking subscriber: the bookkeeping
+/// around the hook (a claimed call, the watchdog flag, a blocked count) must
+/// go on regardless.
+#[cfg(feature = "tracing")]
+fn contained<R>(hook: impl FnOnce() -> R) -> Option<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).ok()
 }
 
 impl CallObserver {
@@ -81,8 +103,10 @@ impl CallObserver {
     pub(crate) fn finished(self, shared: &Shared, panicked: bool) {
         #[cfg(feature = "tracing")]
         if panicked {
-            let _entered = self.span.enter();
-            tracing::warn!(target: "kasync", "call panicked");
+            contained(|| {
+                let _entered = self.span.enter();
+                tracing::warn!(target: "kasync", "call panicked");
+            });
         }
         if let (Some(recorder), Some(call)) = (&shared.recorder, self.recorded) {
             recorder.finished(call, panicked, now());
@@ -99,11 +123,15 @@ impl Drop for NoGuard {
 }
 
 /// What a wait waited for, for people: `synchronize_cookie(probes, 17)`.
-fn wait_label(st: &State, scope: Scope, below: u64) -> String {
-    match scope {
+fn wait_label(st: &State, wait: &Wait<'_>) -> String {
+    let below = wait.below;
+    match wait.scope {
         Scope::Full => String::from("synchronize_full()"),
         Scope::Domain(id) => {
-            let name = &st.domain(id).name;
+            let name = match wait.domain_name {
+                Some(name) => name,
+                None => st.domains.get(id.0).map_or("?", |d| &*d.name),
+            };
             if below == u64::MAX {
                 format!("synchronize({name})")
             } else {
@@ -129,10 +157,10 @@ pub(crate) struct FinishedWait {
 
 /// A wait that began at `started` (`None`: unobserved) returned; `st` is
 /// locked, for the domain's name.
-pub(crate) fn wait_finished(st: &State, scope: Scope, below: u64, started: Option<Instant>) -> Option<FinishedWait> {
+pub(crate) fn wait_finished(st: &State, wait: &Wait<'_>, started: Option<Instant>) -> Option<FinishedWait> {
     let started = started?;
     Some(FinishedWait {
-        what: wait_label(st, scope, below),
+        what: wait_label(st, wait),
         started,
         at: now(),
     })
@@ -142,14 +170,16 @@ impl FinishedWait {
     /// Reports the wait; call it with the state unlocked.
     pub(crate) fn report(self, shared: &Shared, helped: usize, blocking: bool) {
         #[cfg(feature = "tracing")]
-        tracing::debug!(
-            target: "kasync",
-            what = %self.what,
-            waited_us = self.at.saturating_duration_since(self.started).as_micros() as u64,
-            helped,
-            blocking,
-            "barrier wait returned",
-        );
+        contained(|| {
+            tracing::debug!(
+                target: "kasync",
+                what = %self.what,
+                waited_us = self.at.saturating_duration_since(self.started).as_micros() as u64,
+                helped,
+                blocking,
+                "barrier wait returned",
+            )
+        });
         if let Some(recorder) = &shared.recorder {
             recorder.waited(self.what, self.started, helped, blocking, self.at);
         }
@@ -160,34 +190,38 @@ impl FinishedWait {
 pub(crate) fn worker_started(shared: &Shared) {
     let _ = shared;
     #[cfg(feature = "tracing")]
-    tracing::debug!(
-        target: "kasync",
-        worker = std::thread::current().name().unwrap_or("?"),
-        adapter = shared.executor.name(),
-        "worker started",
-    );
+    contained(|| {
+        tracing::debug!(
+            target: "kasync",
+            worker = std::thread::current().name().unwrap_or("?"),
+            adapter = shared.executor.name(),
+            "worker started",
+        )
+    });
 }
 
 /// The executor refused to start a worker.
 pub(crate) fn spawn_refused(shared: &Shared) {
     let _ = shared;
     #[cfg(feature = "tracing")]
-    tracing::warn!(
-        target: "kasync",
-        adapter = shared.executor.name(),
-        "executor refused to start a worker; carrying on with the workers running",
-    );
+    contained(|| {
+        tracing::warn!(
+            target: "kasync",
+            adapter = shared.executor.name(),
+            "executor refused to start a worker; carrying on with the workers running",
+        )
+    });
 }
 
 /// Rule 3 started a replacement for a worker blocking in a kasync wait.
 pub(crate) fn compensated() {
     #[cfg(feature = "tracing")]
-    tracing::debug!(target: "kasync", "worker blocks in a wait: replacement started");
+    contained(|| tracing::debug!(target: "kasync", "worker blocks in a wait: replacement started"));
 }
 
 /// Rule 4 found the pool stalled and adds `added` workers to `running`.
 pub(crate) fn stalled(added: usize, running: usize) {
     let _ = (added, running);
     #[cfg(feature = "tracing")]
-    tracing::info!(target: "kasync", added, running, "pool stalled: adding workers");
+    contained(|| tracing::info!(target: "kasync", added, running, "pool stalled: adding workers"));
 }

@@ -284,10 +284,13 @@ pub(crate) fn run_helped(shared: &Arc<Shared>, claimed: Claimed) {
 }
 
 /// What a blocking wait waits for and how.
-pub(crate) struct Wait {
+pub(crate) struct Wait<'a> {
     /// The calls it may help with: `scope`, cookies below `below`.
     pub(crate) scope: Scope,
     pub(crate) below: u64,
+    /// The domain's name, for waits whose handle does not keep the domain
+    /// alive (its slot may be gone, or reused, once the wait is done).
+    pub(crate) domain_name: Option<&'a str>,
     /// Whether the caller allows helping at all.
     pub(crate) help: bool,
     pub(crate) deadline: Option<Instant>,
@@ -301,9 +304,9 @@ pub(crate) struct Wait {
 pub(crate) fn block_until<'a>(
     shared: &'a Arc<Shared>,
     mut st: MutexGuard<'a, State>,
-    wait: Wait,
+    wait: Wait<'_>,
     is_done: &mut dyn FnMut(&mut State) -> bool,
-    arm: &mut dyn FnMut(&mut State, Wake, bool),
+    arm: &mut dyn FnMut(&mut State, Wake, bool) -> Wake,
 ) -> (MutexGuard<'a, State>, bool) {
     let may_help = wait.help && shared.config.help && context::depth() < shared.config.help_depth;
     let observed_since = observe::wait_started(shared);
@@ -362,7 +365,15 @@ pub(crate) fn block_until<'a>(
                 continue;
             }
         }
-        arm(&mut st, Wake::Thread(cv.clone()), may_help);
+        let replaced = arm(&mut st, Wake::Thread(cv.clone()), may_help);
+        if let Wake::Task(_) = replaced {
+            // The handle was polled as a future before: its waker is foreign
+            // code, dropped only with the lock released. Look again after.
+            drop(st);
+            drop(replaced);
+            st = shared.lock();
+            continue;
+        }
         st = match wait.deadline {
             Some(d) => cv.wait_until(st, d).0,
             None => cv.wait(st),
@@ -373,7 +384,7 @@ pub(crate) fn block_until<'a>(
         st.pool.blocked -= 1;
         st.pool.busy[slot] = saved;
     }
-    if let Some(finished) = observe::wait_finished(&st, wait.scope, wait.below, observed_since) {
+    if let Some(finished) = observe::wait_finished(&st, &wait, observed_since) {
         drop(st);
         finished.report(shared, helped, true);
         st = shared.lock();
@@ -387,13 +398,14 @@ pub(crate) const NEAR_CALLS: usize = 1;
 
 /// Whether a blocking wait should spin before it parks, and on what: only
 /// a domain wait for the one call at its domain's front (usually about to
-/// end: "register in cookie order"), and only while fewer waiters than
-/// `spinners` (at most one per CPU) spin. Takes a spinner's place.
+/// end: "register in cookie order"), and only while fewer threads than
+/// `spinners` (one per CPU) spin, idle workers and waiters together. Takes
+/// a spinner's place.
 fn spin_hint(shared: &Shared, st: &mut State, wait: &Wait) -> Option<Arc<DomainHint>> {
     let Scope::Domain(id) = wait.scope else {
         return None;
     };
-    if st.pool.waiters_spinning >= shared.config.spinners {
+    if st.pool.spinning + st.pool.waiters_spinning >= shared.config.spinners {
         return None;
     }
     let domain = st.domain(id);
@@ -441,8 +453,8 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         if st.shutdown {
             break;
         }
-        // Spin first, unless enough workers already do.
-        if st.pool.spinning < shared.config.spinners {
+        // Spin first, unless enough threads (idle workers and waiters) do.
+        if st.pool.spinning + st.pool.waiters_spinning < shared.config.spinners {
             st.pool.spinning += 1;
             let seen = shared.enqueued.load(Ordering::Relaxed);
             drop(st);

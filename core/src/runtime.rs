@@ -53,8 +53,9 @@ pub(crate) struct Config {
     /// Workers started at once, without waiting for the watchdog.
     pub(crate) eager_workers: usize,
     pub(crate) record_timeline: bool,
-    /// Idle workers that may spin at once before parking: one per CPU at
-    /// most, so spinning never crowds out the threads doing the work.
+    /// Threads (idle workers and blocking waiters together) that may spin
+    /// at once before parking: one per CPU at most, so spinning never
+    /// crowds out the threads doing the work.
     pub(crate) spinners: usize,
 }
 
@@ -242,7 +243,8 @@ impl Shared {
     /// to do: the last call or the last worker is gone, or a call is queued
     /// that it may run.
     pub(crate) fn notify_drain(&self, st: &State) {
-        if st.drain_waiters > 0 && (st.pending == 0 || st.pool.workers == 0 || st.queued > 0) {
+        let work_for_runners = st.queued > 0 && st.drain_runners > 0;
+        if st.drain_waiters > 0 && (st.pending == 0 || st.pool.workers == 0 || work_for_runners) {
             self.drain_cv.notify_all();
         }
     }
@@ -303,7 +305,8 @@ impl Shared {
             if st.pending == 0 && st.pool.workers == 0 && !st.pool.watchdog {
                 return Ok(());
             }
-            if deadline.is_none() && (self.config.help || st.pool.workers == 0) {
+            let runs_calls = deadline.is_none() && (self.config.help || st.pool.workers == 0);
+            if runs_calls {
                 if let Some(claimed) = st.claim_lowest() {
                     st.counters.helped += 1;
                     drop(st);
@@ -316,11 +319,13 @@ impl Shared {
                 return Err(SyncError::TimedOut);
             }
             st.drain_waiters += 1;
+            st.drain_runners += usize::from(runs_calls);
             st = match deadline {
                 Some(d) => self.drain_cv.wait_until(st, d).0,
                 None => self.drain_cv.wait(st),
             };
             st.drain_waiters -= 1;
+            st.drain_runners -= usize::from(runs_calls);
         }
     }
 }

@@ -134,6 +134,8 @@ pub(crate) struct State {
     /// runtime's drop, waiting for the runtime to drain and its workers to
     /// leave.
     pub(crate) drain_waiters: usize,
+    /// Those of them that run queued calls: only they are woken for one.
+    pub(crate) drain_runners: usize,
 }
 
 fn covers(scope: Scope, below: u64, domain: DomainId, registered: bool, cookie: Cookie) -> bool {
@@ -179,6 +181,7 @@ impl State {
             shutdown: false,
             space_waiters: 0,
             drain_waiters: 0,
+            drain_runners: 0,
         }
     }
 
@@ -346,8 +349,10 @@ impl State {
                 waiter.done = true;
                 wake(waiter, wakeups);
             }
-            // Wake the next blocked waiter early if it now waits for the
-            // front alone: it spins instead of parking again, so a chain of
+            // The front moved: wake the first waiter left early if it now
+            // waits for the front alone (a blocking waiter only; an async
+            // one ahead of it stops the check). It spins instead of parking
+            // again, so a chain of
             // calls each waiting for the one before (register in cookie
             // order) pays a wake-up per two links instead of one per link.
             for &(below, w) in d.waiters.iter().take(crate::pool::NEAR_CALLS) {
