@@ -249,3 +249,25 @@ fn loom_lock_free_barrier_on_finished_calls_sees_their_effects_and_panics() {
         domain.synchronize_cookie(after_bad).wait_no_help().unwrap();
     });
 }
+
+#[test]
+fn loom_waiter_woken_early_is_woken_again_when_its_call_ends() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let domain = rt.default_domain().clone();
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..2 {
+            let d = done.clone();
+            rt.schedule(move |_| {
+                d.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        let third = rt.schedule(|_| {});
+        // Once the first call ends, this wait is for the second alone: the
+        // first call's end wakes it early (it would spin; under loom it
+        // re-arms at once) and the second call's end must wake it again.
+        domain.synchronize_cookie(third).wait_no_help().unwrap();
+        assert_eq!(done.load(Ordering::SeqCst), 2);
+        domain.synchronize().wait_no_help().unwrap();
+    });
+}
