@@ -252,14 +252,8 @@ impl Future for Barrier {
         if st.waiter_done(id) {
             let observed = this.pending_since.and_then(|since| {
                 let (scope, below) = st.waiter_scope(id);
-                let wait = pool::Wait {
-                    scope,
-                    below,
-                    domain_name: None,
-                    help: false,
-                    deadline: None,
-                };
-                observe::wait_finished(&st, &wait, Some(since))
+                // The barrier keeps its domain alive: the state has the name.
+                observe::wait_finished(&st, scope, below, None, Some(since))
             });
             let result = st.take_result(id);
             let result = this.finish(&mut st, id, result);

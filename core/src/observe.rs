@@ -14,7 +14,6 @@
 use std::time::Instant;
 
 use crate::context;
-use crate::pool::Wait;
 use crate::runtime::Shared;
 use crate::state::{Scope, State};
 use crate::sync::now;
@@ -123,12 +122,14 @@ impl Drop for NoGuard {
 }
 
 /// What a wait waited for, for people: `synchronize_cookie(probes, 17)`.
-fn wait_label(st: &State, wait: &Wait<'_>) -> String {
-    let below = wait.below;
-    match wait.scope {
+/// `domain_name`, when given, is used instead of the state's (whose slot
+/// may be gone once the wait is done, for handles that do not keep their
+/// domain alive).
+fn wait_label(st: &State, scope: Scope, below: u64, domain_name: Option<&str>) -> String {
+    match scope {
         Scope::Full => String::from("synchronize_full()"),
         Scope::Domain(id) => {
-            let name = match wait.domain_name {
+            let name = match domain_name {
                 Some(name) => name,
                 None => st.domains.get(id.0).map_or("?", |d| &*d.name),
             };
@@ -155,12 +156,18 @@ pub(crate) struct FinishedWait {
     at: Instant,
 }
 
-/// A wait that began at `started` (`None`: unobserved) returned; `st` is
-/// locked, for the domain's name.
-pub(crate) fn wait_finished(st: &State, wait: &Wait<'_>, started: Option<Instant>) -> Option<FinishedWait> {
+/// A wait over `scope`/`below` that began at `started` (`None`:
+/// unobserved) returned; `st` is locked, for the domain's name.
+pub(crate) fn wait_finished(
+    st: &State,
+    scope: Scope,
+    below: u64,
+    domain_name: Option<&str>,
+    started: Option<Instant>,
+) -> Option<FinishedWait> {
     let started = started?;
     Some(FinishedWait {
-        what: wait_label(st, wait),
+        what: wait_label(st, scope, below, domain_name),
         started,
         at: now(),
     })

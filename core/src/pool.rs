@@ -384,7 +384,7 @@ pub(crate) fn block_until<'a>(
         st.pool.blocked -= 1;
         st.pool.busy[slot] = saved;
     }
-    if let Some(finished) = observe::wait_finished(&st, &wait, observed_since) {
+    if let Some(finished) = observe::wait_finished(&st, wait.scope, wait.below, wait.domain_name, observed_since) {
         drop(st);
         finished.report(shared, helped, true);
         st = shared.lock();

@@ -358,10 +358,10 @@ impl State {
             // The front moved: wake the first waiter left early if it now
             // waits for the front alone (a blocking waiter only; an async
             // one ahead of it stops the check). It spins instead of parking
-            // again, so a chain of
-            // calls each waiting for the one before (register in cookie
-            // order) pays a wake-up per two links instead of one per link.
-            for &(below, w) in d.waiters.iter().take(crate::pool::NEAR_CALLS) {
+            // again, so a chain of calls each waiting for the one before
+            // (register in cookie order) pays a wake-up per two links
+            // instead of one per link.
+            if let Some(&(below, w)) = d.waiters.first() {
                 let waiter = &mut waiters[w];
                 if matches!(waiter.wake, Wake::Thread(_)) && d.waits_for_few(below, crate::pool::NEAR_CALLS) {
                     wake(waiter, wakeups);
