@@ -99,6 +99,7 @@ pub struct Barrier {
 
 impl Barrier {
     pub(crate) fn new(shared: Arc<Shared>, scope: Scope, below: u64, domain: Option<Domain>) -> Barrier {
+        shared.flush_unrecorded();
         let waiter = shared.lock().add_waiter(scope, below);
         Barrier {
             shared,
@@ -124,7 +125,10 @@ impl Barrier {
     /// Whether the barrier's calls have all finished, without waiting.
     pub fn is_done(&self) -> bool {
         match self.waiter {
-            Some(id) => self.shared.lock().waiter_done(id),
+            Some(id) => {
+                self.shared.flush_unrecorded();
+                self.shared.lock().waiter_done(id)
+            }
             None => true,
         }
     }
@@ -192,6 +196,7 @@ impl Barrier {
         let Some(id) = self.waiter else {
             return self.result.clone().unwrap_or(Ok(()));
         };
+        shared.flush_unrecorded();
         let mut st = shared.lock();
         if st.waiter_done(id) {
             let result = st.take_result(id);
@@ -248,6 +253,7 @@ impl Future for Barrier {
             return Poll::Ready(this.result.clone().unwrap_or(Ok(())));
         };
         let shared = this.shared.clone();
+        shared.flush_unrecorded();
         let mut st = shared.lock();
         if st.waiter_done(id) {
             let observed = this.pending_since.and_then(|since| {

@@ -247,7 +247,7 @@ impl ItemCall {
     pub(crate) fn complete(self, st: &mut State, outcome: &crate::call::Outcome, wakeups: &mut Wakeups) {
         let mode = self.header().with(st, |slot| slot.mode);
         match mode {
-            Mode::Detached => wakeups.free = Some(self),
+            Mode::Detached => wakeups.free.push(self),
             Mode::Owned => self.header().with(st, |slot| {
                 slot.done = true;
                 slot.panic = outcome.clone().err();
@@ -395,6 +395,7 @@ impl<W: Work> Submitted<W> {
                 reason,
             });
         }
+        shared.flush_unrecorded();
         let st = shared.lock();
         crate::barrier::block_permitted(&shared, st, permission, |st| self.block(&shared, st))
     }
@@ -434,6 +435,7 @@ impl<W: Work> Future for Submitted<W> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let shared = this.shared.clone();
+        shared.flush_unrecorded();
         let mut st = shared.lock();
         if let Some(result) = this.take(&mut st) {
             return Poll::Ready(result);

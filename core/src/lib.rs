@@ -82,6 +82,7 @@
 #![warn(missing_docs)]
 
 mod barrier;
+mod batch;
 mod call;
 mod context;
 mod cookie;

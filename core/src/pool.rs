@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use slab::Slab;
 
+use crate::batch::{self, Batch, Want, FLUSH_AFTER};
 use crate::call::{self, Claimed};
 use crate::context;
 use crate::domain::DomainHint;
@@ -68,6 +69,11 @@ pub(crate) struct PoolState {
     /// so a large growth step is spawned by a doubling set of threads instead
     /// of one thread spawning them all in a row.
     pub(crate) spawn_debt: usize,
+    /// Per worker (same keys as `busy`): the calls it claimed ahead.
+    pub(crate) batches: Slab<Arc<Batch>>,
+    /// Calls in batches, or run from them and not yet recorded: counted as
+    /// queued by rules 3 and 4 (see `batch.rs`).
+    pub(crate) claimed_ahead: usize,
 }
 
 impl PoolState {
@@ -87,11 +93,13 @@ pub(crate) struct Growth {
 /// How many idle workers one thread wakes for newly queued calls.
 const FAN_OUT: usize = 2;
 
-/// Queued calls that no notified, starting or spinning worker is on its way
-/// to take.
+/// Calls waiting for a thread that no notified, starting or spinning worker
+/// is on its way to take. Batched calls always count: only their own worker
+/// (or, once stranded, an idle one the watchdog wakes) takes them.
 fn uncovered(st: &State) -> usize {
     st.queued
         .saturating_sub(st.pool.notified + st.pool.starting + st.pool.spinning)
+        + st.pool.claimed_ahead
 }
 
 /// How long an idle worker spins, watching for new calls, before it parks.
@@ -323,7 +331,9 @@ pub(crate) fn block_until<'a>(
             break true;
         }
         if may_help {
-            if let Some(claimed) = st.claim_for(wait.scope, wait.below) {
+            let claimed = batch::steal(&mut st, Want::Covered(wait.scope, wait.below))
+                .or_else(|| st.claim_for(wait.scope, wait.below));
+            if let Some(claimed) = claimed {
                 st.counters.helped += 1;
                 helped += 1;
                 if let (Some(slot), Some(saved)) = (worker_slot, blocked.take()) {
@@ -418,36 +428,58 @@ fn spin_hint(shared: &Shared, st: &mut State, wait: &Wait) -> Option<Arc<DomainH
 }
 
 /// A worker thread: claims the lowest queued cookie until idle for too long.
+/// After short calls it claims ahead (see `batch.rs`).
 pub(crate) fn worker_main(shared: Arc<Shared>) {
+    let own = Arc::new(Batch::new());
     let slot = {
         let mut st = shared.lock();
         st.pool.starting -= 1;
         st.counters.spawned += 1;
-        st.pool.busy.insert(None)
+        let slot = st.pool.busy.insert(None);
+        let batch_slot = st.pool.batches.insert(own.clone());
+        debug_assert_eq!(slot, batch_slot, "busy and batches are kept in step");
+        slot
     };
     context::set_worker(shared.id(), slot);
     observe::worker_started(&shared);
     pay_spawn_debt(&shared);
+    // Claiming ahead relies on the watchdog to free a stranded batch.
+    let may_claim_ahead = shared.config.stall_timeout.is_some();
+    // Whether the last run of calls ended within FLUSH_AFTER: short calls.
+    let mut short_calls = false;
     let mut st = shared.lock();
     loop {
-        if let Some(claimed) = st.claim_lowest() {
-            st.pool.busy[slot] = Some(now());
-            let growth = dispatch(&shared, &mut st, FAN_OUT);
-            drop(st);
-            grow(&shared, growth);
-            let (domain, cookie) = (claimed.domain, claimed.cookie);
-            let finished = call::execute(&shared, claimed);
+        if context::has_unrecorded() {
             let mut wakeups = Wakeups::default();
-            st = shared.lock();
             st.pool.busy[slot] = None;
-            if let Some(finished) = finished {
-                shared.finish_locked(&mut st, domain, cookie, finished, &mut wakeups);
-            }
+            shared.record_unrecorded(&mut st, &mut wakeups);
             if !wakeups.is_empty() {
                 drop(st);
                 wakeups.wake_all();
                 st = shared.lock();
             }
+        }
+        if let Some(first) = next_call(&mut st, &own, short_calls && may_claim_ahead) {
+            let started = now();
+            st.pool.busy[slot] = Some(started);
+            let growth = dispatch(&shared, &mut st, FAN_OUT);
+            drop(st);
+            grow(&shared, growth);
+            let flush_at = started + FLUSH_AFTER;
+            let (mut claimed, mut from_batch) = (first, false);
+            short_calls = loop {
+                let (domain, cookie) = (claimed.domain, claimed.cookie);
+                let finished = call::execute(&shared, claimed);
+                context::push_unrecorded(domain, cookie, finished, from_batch);
+                if now() >= flush_at {
+                    break false;
+                }
+                match own.pop() {
+                    Some(next) => (claimed, from_batch) = (next, true),
+                    None => break true,
+                }
+            };
+            st = shared.lock();
             continue;
         }
         if st.shutdown {
@@ -485,9 +517,28 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
     }
     st.pool.workers -= 1;
     st.pool.busy.remove(slot);
+    st.pool.batches.remove(slot);
     shared.notify_drain(&st);
     drop(st);
     context::clear_worker();
+}
+
+/// A worker's next call: its own batch first (left after a record), then
+/// the lowest queued call (claiming ahead after short calls, when no idle
+/// worker waits for work), then a call from a stranded batch.
+fn next_call(st: &mut State, own: &Batch, claim_ahead: bool) -> Option<Claimed> {
+    if let Some(claimed) = own.pop() {
+        st.pool.claimed_ahead -= 1;
+        return Some(claimed);
+    }
+    if let Some(claimed) = st.claim_lowest() {
+        if claim_ahead && !st.pool.idle_available() {
+            batch::claim_ahead(st, own);
+        }
+        return Some(claimed);
+    }
+    let stranded_before = now().checked_sub(FLUSH_AFTER)?;
+    batch::steal(st, Want::Stranded { stranded_before })
 }
 
 /// Rule 4: the stall watchdog. Runs only while calls are queued.
@@ -500,7 +551,7 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
     };
     let mut started_before = st.counters.started;
     loop {
-        if st.queued == 0 {
+        if st.queued == 0 && st.pool.claimed_ahead == 0 {
             st.pool.watchdog = false;
             shared.notify_drain(&st);
             return;
@@ -512,6 +563,18 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         };
         let started = st.counters.started - started_before;
         started_before = st.counters.started;
+        if st.pool.idle_available()
+            && now()
+                .checked_sub(FLUSH_AFTER)
+                .is_some_and(|t| batch::any_stranded(&st, t))
+        {
+            // An idle worker takes calls from a stranded batch (see
+            // `batch.rs`); the queue may be empty, so nobody else wakes it.
+            if shared.worker_cv.notify_one() {
+                st.pool.notified += 1;
+            }
+            continue;
+        }
         if uncovered(&st) == 0 || st.pool.idle_available() || st.pool.notified + st.pool.starting > 0 {
             // Covered, or workers are on their way (woken, or starting): not
             // a stall, even if the CPUs are too busy to run them yet.

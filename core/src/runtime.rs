@@ -210,6 +210,33 @@ impl Shared {
         }
     }
 
+    /// Records the ends of the calls this worker ran from its batch and has
+    /// not recorded yet (see `batch.rs`).
+    pub(crate) fn record_unrecorded(&self, st: &mut State, wakeups: &mut Wakeups) {
+        context::drain_unrecorded(|from_batch, calls| {
+            st.pool.claimed_ahead -= from_batch;
+            for (domain, cookie, finished) in calls {
+                if let Some(finished) = finished {
+                    self.finish_locked(st, domain, cookie, finished, wakeups);
+                }
+            }
+        });
+    }
+
+    /// Before this thread waits on the runtime (or looks at it): records
+    /// the calls it ran and has not recorded, so that a call never waits on
+    /// an earlier one that only its own thread could record.
+    pub(crate) fn flush_unrecorded(&self) {
+        if !context::has_unrecorded() || context::worker_slot(self.id()).is_none() {
+            return;
+        }
+        let mut wakeups = Wakeups::default();
+        let mut st = self.lock();
+        self.record_unrecorded(&mut st, &mut wakeups);
+        drop(st);
+        wakeups.wake_all();
+    }
+
     /// Records that a call finished and wakes whoever that satisfies.
     pub(crate) fn finish_call(&self, domain: DomainId, cookie: Cookie, finished: call::Finished) {
         let mut wakeups = Wakeups::default();
@@ -307,7 +334,8 @@ impl Shared {
             }
             let runs_calls = deadline.is_none() && (self.config.help || st.pool.workers == 0);
             if runs_calls {
-                if let Some(claimed) = st.claim_lowest() {
+                let claimed = crate::batch::steal(&mut st, crate::batch::Want::Any).or_else(|| st.claim_lowest());
+                if let Some(claimed) = claimed {
                     st.counters.helped += 1;
                     drop(st);
                     self.run_claimed(claimed);
@@ -504,6 +532,7 @@ impl Runtime {
 
     /// A snapshot of the runtime's counters.
     pub fn stats(&self) -> Stats {
+        self.shared.flush_unrecorded();
         let st = self.shared.lock();
         let c = st.counters;
         Stats {

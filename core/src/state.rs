@@ -86,17 +86,18 @@ pub(crate) struct Counters {
 
 /// Wakers to call once the lock is released (thread waiters are notified
 /// in place, which is safe under the lock; task wakers run foreign code).
-/// Also carries an item to free whose handle was dropped while it ran:
+/// Also carries items to free whose handle was dropped while they ran:
 /// freeing runs the item's `Drop`, user code, so it too waits for the unlock.
 #[derive(Default)]
 pub(crate) struct Wakeups {
     wakers: Vec<Waker>,
-    pub(crate) free: Option<ItemCall>,
+    /// Several when a worker records a batch's ends together.
+    pub(crate) free: Vec<ItemCall>,
 }
 
 impl Wakeups {
     pub(crate) fn is_empty(&self) -> bool {
-        self.wakers.is_empty() && self.free.is_none()
+        self.wakers.is_empty() && self.free.is_empty()
     }
 
     /// Runs the wake-ups and the free. They are foreign code (executors'
@@ -107,7 +108,7 @@ impl Wakeups {
         for waker in self.wakers {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
         }
-        if let Some(item) = self.free {
+        for item in self.free {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| item.free()));
         }
     }

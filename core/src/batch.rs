@@ -1,0 +1,158 @@
+//! Claim-ahead batches: how a worker runs a stream of short calls without
+//! taking the runtime's lock for each one.
+//!
+//! Every call a worker claims costs a trip through the state lock, and with
+//! a thread scheduling short calls as fast as it can, that lock moves between
+//! cores on every call. So a worker whose last calls were short, when no
+//! idle worker waits for work, claims its share of the queue at once (the
+//! lowest queued cookies, up to [`MAX_AHEAD`]), keeps the ones it does not
+//! run yet in its own [`Batch`], runs them one after the other, and records
+//! their ends in one critical section, at the latest [`FLUSH_AFTER`] after
+//! the first started.
+//!
+//! The growth rule is unchanged:
+//! 1. A batch holds the lowest queued cookies when it is claimed, so claimed
+//!    calls stay a prefix of cookie order.
+//! 2. A batch is only its worker's to start first. A helping waiter takes the
+//!    calls its barrier covers from any batch ([`steal`]), lowest first, just
+//!    as it takes queued ones, so earlier-cookie waits still finish with one
+//!    thread.
+//! 3. and 4. Batched calls count as queued for compensation and the
+//!    watchdog (`PoolState::claimed_ahead`). A batch whose worker has been in
+//!    one call for `FLUSH_AFTER`, or is blocked in a kasync wait, is
+//!    *stranded*: idle workers, and workers the watchdog starts, take its
+//!    calls. A call queued behind a slow or stuck one is never stranded for
+//!    longer than the watchdog's tick.
+//!
+//! Without the watchdog (`no_stall_watchdog`) workers never claim ahead: a
+//! call blocked invisibly could then strand its batch for good.
+//!
+//! Recording later is what saves the lock trips, and it has two edges. A
+//! call that waits on the runtime (a barrier, an item's handle, `stats`)
+//! first records the calls its thread ran before it
+//! (`Shared::flush_unrecorded`), so it never waits on an end only its own
+//! thread could record. A waiter on another thread sees a finished call's
+//! end at most `FLUSH_AFTER` plus the run time of the one call its worker
+//! started next later: the price of claiming ahead, paid only by streams of
+//! calls that each took less than `FLUSH_AFTER`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::call::Claimed;
+use crate::state::{Scope, State};
+use crate::sync::Mutex;
+
+/// The most calls a worker claims ahead of the one it runs.
+pub(crate) const MAX_AHEAD: usize = 31;
+
+/// How long a worker runs calls from its batch before it records their ends
+/// (and the watchdog's measure of it is refreshed). Also how long a worker
+/// may sit in one call before its batch counts as stranded.
+pub(crate) const FLUSH_AFTER: Duration = Duration::from_micros(20);
+
+/// The calls a worker claimed ahead, lowest cookie first. Its own lock is
+/// taken by the worker once per call, and by others only to take calls.
+pub(crate) struct Batch {
+    calls: Mutex<VecDeque<Claimed>>,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Batch {
+        Batch {
+            calls: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The worker's next call.
+    pub(crate) fn pop(&self) -> Option<Claimed> {
+        self.calls.lock().pop_front()
+    }
+
+    /// Whether it holds no call.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.calls.lock().is_empty()
+    }
+}
+
+/// Claims up to this worker's share of the queued calls into `batch`, after
+/// the call it just claimed. Called with the state lock held, only when no
+/// idle worker is waiting for work.
+pub(crate) fn claim_ahead(st: &mut State, batch: &Batch) {
+    let active = (st.pool.workers - st.pool.blocked).max(1);
+    let share = st.queued.div_ceil(active).min(MAX_AHEAD);
+    if share == 0 {
+        return;
+    }
+    let mut calls = batch.calls.lock();
+    while calls.len() < share {
+        match st.claim_lowest() {
+            Some(claimed) => calls.push_back(claimed),
+            None => break,
+        }
+    }
+    st.pool.claimed_ahead += calls.len();
+}
+
+/// Which batched calls a thread may take.
+#[derive(Clone, Copy)]
+pub(crate) enum Want {
+    /// A helping waiter: the calls its barrier covers, from any batch.
+    Covered(Scope, u64),
+    /// A thread that runs whatever is left (a draining shutdown): any call,
+    /// from any batch.
+    Any,
+    /// An idle worker: any call from a stranded batch (its worker has been
+    /// in one call since `stranded_before`, or is blocked in a wait).
+    Stranded { stranded_before: Instant },
+}
+
+/// Takes, from the workers' batches, the lowest call `want` allows. The
+/// batch's worker may start calls meanwhile; a call is taken under the
+/// batch's lock, so each still runs exactly once.
+pub(crate) fn steal(st: &mut State, want: Want) -> Option<Claimed> {
+    if st.pool.claimed_ahead == 0 {
+        return None;
+    }
+    loop {
+        let mut best: Option<(usize, u64)> = None;
+        for (slot, batch) in st.pool.batches.iter() {
+            if let Want::Stranded { stranded_before } = want {
+                let stranded = st.pool.busy[slot].map_or(true, |since| since <= stranded_before);
+                if !stranded {
+                    continue;
+                }
+            }
+            let calls = batch.calls.lock();
+            // In cookie order: the first wanted call is the batch's lowest.
+            let wanted = calls.iter().find(|c| match want {
+                Want::Covered(scope, below) => st.covers_call(scope, below, c.domain, c.cookie),
+                Want::Any | Want::Stranded { .. } => true,
+            });
+            if let Some(c) = wanted {
+                if best.map_or(true, |(_, lowest)| c.cookie.get() < lowest) {
+                    best = Some((slot, c.cookie.get()));
+                }
+            }
+        }
+        let (slot, cookie) = best?;
+        let mut calls = st.pool.batches[slot].calls.lock();
+        if let Some(at) = calls.iter().position(|c| c.cookie.get() == cookie) {
+            let claimed = calls.remove(at);
+            drop(calls);
+            st.pool.claimed_ahead -= 1;
+            return claimed;
+        }
+        // Its worker started it meanwhile: look again.
+    }
+}
+
+/// Whether some batch is stranded (see [`Want::Stranded`]).
+pub(crate) fn any_stranded(st: &State, stranded_before: Instant) -> bool {
+    st.pool.claimed_ahead > 0
+        && st
+            .pool
+            .batches
+            .iter()
+            .any(|(slot, batch)| st.pool.busy[slot].map_or(true, |since| since <= stranded_before) && !batch.is_empty())
+}
