@@ -118,8 +118,7 @@ pub(crate) fn steal(st: &mut State, want: Want) -> Option<Claimed> {
         let mut best: Option<(usize, u64)> = None;
         for (slot, batch) in st.pool.batches.iter() {
             if let Want::Stranded { stranded_before } = want {
-                let stranded = st.pool.busy[slot].map_or(true, |since| since <= stranded_before);
-                if !stranded {
+                if !is_stranded(st, slot, stranded_before) {
                     continue;
                 }
             }
@@ -154,5 +153,11 @@ pub(crate) fn any_stranded(st: &State, stranded_before: Instant) -> bool {
             .pool
             .batches
             .iter()
-            .any(|(slot, batch)| st.pool.busy[slot].map_or(true, |since| since <= stranded_before) && !batch.is_empty())
+            .any(|(slot, batch)| is_stranded(st, slot, stranded_before) && !batch.is_empty())
+}
+
+/// Whether worker `slot` has sat in one run of calls since `stranded_before`,
+/// or is blocked in a wait (no run of calls at all).
+fn is_stranded(st: &State, slot: usize, stranded_before: Instant) -> bool {
+    st.pool.busy[slot].map_or(true, |since| since <= stranded_before)
 }
