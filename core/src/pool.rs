@@ -37,7 +37,7 @@ use crate::executor::WorkerSpec;
 use crate::observe;
 use crate::runtime::Shared;
 use crate::state::{Scope, State, Wake, Wakeups};
-use crate::sync::{now, spin_until, spin_until_changed, MutexGuard};
+use crate::sync::{now, passed, spin_until, spin_until_changed, MutexGuard};
 use crate::Cookie;
 
 /// The pool's part of the runtime state.
@@ -471,7 +471,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
                 let (domain, cookie) = (claimed.domain, claimed.cookie);
                 let finished = call::execute(&shared, claimed);
                 context::push_unrecorded(domain, cookie, finished, from_batch);
-                if now() >= flush_at {
+                if passed(flush_at) {
                     break false;
                 }
                 match own.pop() {

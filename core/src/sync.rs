@@ -136,6 +136,21 @@ pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
+/// Whether `deadline` has passed. Under loom time is not modelled: never,
+/// so what a model does next (take a lock or not) cannot depend on the
+/// wall clock, which loom would see as a nondeterministic execution.
+pub(crate) fn passed(deadline: Instant) -> bool {
+    #[cfg(not(loom))]
+    {
+        Instant::now() >= deadline
+    }
+    #[cfg(loom)]
+    {
+        let _ = deadline;
+        false
+    }
+}
+
 /// Spins, yielding the CPU between checks, until `counter` moves past `seen`
 /// or `budget` has passed; returns whether it moved.
 pub(crate) fn spin_until_changed(
