@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use crate::context::{AsyncPollGuard, Frame, FrameGuard};
 use crate::domain::DomainId;
+use crate::inline_fn::BlockingFn;
 use crate::item::ItemCall;
 use crate::observe::{self, CallObserver};
 use crate::runtime::Shared;
@@ -23,9 +24,9 @@ pub(crate) type Outcome = Result<(), Arc<str>>;
 
 /// What a call runs.
 pub(crate) enum Body {
-    /// A blocking function: the kernel's `async_func_t`. Boxing it is the one
-    /// allocation a scheduled closure costs.
-    Blocking(Box<dyn FnOnce(Cookie) + Send + 'static>),
+    /// A blocking function: the kernel's `async_func_t`. Kept inline when
+    /// small; boxing a big one is the one allocation a closure costs.
+    Blocking(BlockingFn),
     /// A function that makes a future, polled on the runtime's executor.
     Async(Box<dyn FnOnce(Cookie) -> BoxFuture + Send + 'static>),
     /// Caller-owned memory: queued by pointer, no allocation.
@@ -77,7 +78,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
     let guard = FrameGuard::enter(frame);
     let finished = match call.body {
         Body::Blocking(f) => {
-            let result = panic::catch_unwind(AssertUnwindSafe(move || f(call.cookie)));
+            let result = panic::catch_unwind(AssertUnwindSafe(move || f.call(call.cookie)));
             drop(guard);
             Some(result.map_err(|payload| panic_message(&*payload)).into())
         }

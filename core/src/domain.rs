@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::barrier::Barrier;
 use crate::call::Body;
 use crate::error::Full;
+use crate::inline_fn::BlockingFn;
 use crate::item::ItemCall;
 use crate::runtime::{Admission, Shared};
 use crate::state::{Scope, State, WaiterId};
@@ -295,6 +296,11 @@ impl Domain {
     /// Schedules `f` to run on a worker (the kernel's `async_schedule_domain`)
     /// and returns its cookie. `f` receives the same cookie.
     ///
+    /// A closure that captures at most four machine words (32 bytes on
+    /// 64-bit targets: a few handles, numbers or `Arc`s) is kept in the queue
+    /// itself, so scheduling it allocates nothing; a bigger one is boxed
+    /// per call (capture big, shared data through an `Arc` to avoid that).
+    ///
     /// When the runtime already has `max_pending` unfinished calls, the
     /// runtime's [`Overflow`](crate::Overflow) policy applies: by default the
     /// caller waits, running queued calls itself meanwhile.
@@ -307,9 +313,9 @@ impl Domain {
     where
         F: FnOnce(Cookie) + Send + 'static,
     {
-        // Boxed before the lock is taken: the allocation stays out of the
-        // critical section every worker contends for.
-        let mut body = Some(Body::Blocking(Box::new(f)));
+        // Made before the lock is taken: a big closure's allocation stays
+        // out of the critical section every worker contends for.
+        let mut body = Some(Body::Blocking(BlockingFn::new(f)));
         let mut make = |_: &mut State| body.take().expect("made once");
         self.inner
             .shared
@@ -326,7 +332,7 @@ impl Domain {
     {
         let mut slot = Some(f);
         let mut make = |_: &mut State| match slot.take() {
-            Some(f) => Body::Blocking(Box::new(f)),
+            Some(f) => Body::Blocking(BlockingFn::new(f)),
             None => unreachable!("the body is made at most once"),
         };
         match self.inner.shared.schedule(self.inner.id, &mut make, Admission::Try) {
@@ -506,7 +512,7 @@ mod state_tests {
     fn started(cookies: &[u64]) -> DomainState {
         let mut d = DomainState::new("test".into(), true, 0);
         for &c in cookies {
-            d.push(cookie(c), Body::Blocking(Box::new(|_| {})));
+            d.push(cookie(c), Body::Blocking(crate::inline_fn::BlockingFn::new(|_| {})));
             assert!(d.claim().is_some());
         }
         d

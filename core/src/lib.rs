@@ -89,6 +89,7 @@ mod cookie;
 mod domain;
 mod error;
 pub mod executor;
+mod inline_fn;
 mod item;
 mod observe;
 mod pool;

@@ -569,7 +569,7 @@ mod tests {
     use super::*;
 
     fn blocking() -> Body {
-        Body::Blocking(Box::new(|_| {}))
+        Body::Blocking(crate::inline_fn::BlockingFn::new(|_| {}))
     }
 
     fn state_with_domain(registered: bool) -> (State, DomainId) {
