@@ -447,6 +447,9 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
     let may_claim_ahead = shared.config.stall_timeout.is_some();
     // Whether the last run of calls ended within FLUSH_AFTER: short calls.
     let mut short_calls = false;
+    // Whether this worker's last calls took less than SPIN_FOR each: only
+    // then is a new call likely to come while it spins when idle.
+    let mut spin_when_idle = true;
     let mut st = shared.lock();
     loop {
         if context::has_unrecorded() {
@@ -467,10 +470,12 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
             grow(&shared, growth);
             let flush_at = started + FLUSH_AFTER;
             let (mut claimed, mut from_batch) = (first, false);
+            let mut ran: u32 = 0;
             short_calls = loop {
                 let (domain, cookie) = (claimed.domain, claimed.cookie);
                 let finished = call::execute(&shared, claimed);
                 context::push_unrecorded(domain, cookie, finished, from_batch);
+                ran += 1;
                 if passed(flush_at) {
                     break false;
                 }
@@ -479,14 +484,19 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
                     None => break true,
                 }
             };
+            spin_when_idle = !passed(started + SPIN_FOR.saturating_mul(ran));
             st = shared.lock();
             continue;
         }
         if st.shutdown {
             break;
         }
-        // Spin first, unless enough threads (idle workers and waiters) do.
-        if st.pool.spinning + st.pool.waiters_spinning < shared.config.spinners {
+        // Spin first, unless enough threads (idle workers and waiters) do,
+        // or the last calls were long. After a long call (a probe that slept
+        // 20 ms) a spin rarely finds a new call, and it would take a CPU and
+        // a spinner's place from a waiter about to be satisfied: boot's
+        // registration chain waits spin in a link instead of parking.
+        if spin_when_idle && st.pool.spinning + st.pool.waiters_spinning < shared.config.spinners {
             st.pool.spinning += 1;
             let seen = shared.enqueued.load(Ordering::Relaxed);
             drop(st);
