@@ -92,6 +92,7 @@ pub(crate) fn claim_ahead(st: &mut State, batch: &Batch) {
         }
     }
     st.pool.claimed_ahead += calls.len();
+    st.counters.claimed_ahead += calls.len() as u64;
 }
 
 /// Which batched calls a thread may take.

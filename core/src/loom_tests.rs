@@ -271,3 +271,61 @@ fn loom_waiter_woken_early_is_woken_again_when_its_call_ends() {
         domain.synchronize().wait_no_help().unwrap();
     });
 }
+
+/// One worker that claims ahead (see `batch.rs`), without the watchdog.
+fn batching_runtime() -> Runtime {
+    Runtime::builder()
+        .executor(LoomThreads)
+        .max_workers(1)
+        .eager_workers(1)
+        .no_stall_watchdog()
+        .claim_ahead_unwatched()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn loom_batched_call_runs_once_whether_its_worker_or_a_helper_takes_it() {
+    loom::model(|| {
+        let rt = batching_runtime();
+        let runs: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
+        for n in 0..4 {
+            let r = runs.clone();
+            rt.schedule(move |_| {
+                r[n].fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        // After the first call the worker may claim the second and batch
+        // the others; this helping wait may take calls from the queue or
+        // from the batch, racing the worker's own pop.
+        rt.synchronize_full().wait().unwrap();
+        for r in runs.iter() {
+            assert_eq!(r.load(Ordering::SeqCst), 1);
+        }
+    });
+}
+
+#[test]
+fn loom_call_waiting_on_an_unrecorded_call_of_its_own_batch_finishes() {
+    loom::model(|| {
+        let rt = batching_runtime();
+        let domain = rt.default_domain().clone();
+        let first = Arc::new(AtomicUsize::new(0));
+        // The worker runs the first call alone; then it may claim the
+        // second and batch the third, which waits for the second: only
+        // the worker itself can record the second's end (deferred), so the
+        // wait must record it first instead of waiting forever.
+        rt.schedule(|_| {});
+        let f = first.clone();
+        rt.schedule(move |_| {
+            f.store(1, Ordering::SeqCst);
+        });
+        let (d, f) = (domain.clone(), first.clone());
+        rt.schedule(move |cookie| {
+            d.synchronize_cookie(cookie).wait_no_help().unwrap();
+            assert_eq!(f.load(Ordering::SeqCst), 1);
+        });
+        domain.synchronize().wait_no_help().unwrap();
+        assert_eq!(first.load(Ordering::SeqCst), 1);
+    });
+}

@@ -3,7 +3,7 @@
 //! 1. Lowest cookie first: workers claim the runtime's lowest queued cookie
 //!    ([`State::claim_lowest`]).
 //! 2. Borrow the waiter's thread: a blocking barrier wait runs the queued calls
-//!    it covers (in `barrier.rs`, through [`run_helped`]); a call queued while a
+//!    it covers (in `barrier.rs`, through [`block_until`]); a call queued while a
 //!    helping waiter is blocked wakes it ([`on_enqueue`]).
 //! 3. Compensate at once: a worker about to block in a kasync wait, while
 //!    calls are queued and no worker is idle, starts a replacement
@@ -280,17 +280,6 @@ fn pay_spawn_debt(shared: &Arc<Shared>) {
     }
 }
 
-/// Runs a call claimed while helping. On a worker, the helped call counts as
-/// the worker's current call for the watchdog.
-pub(crate) fn run_helped(shared: &Arc<Shared>, claimed: Claimed) {
-    let slot = context::worker_slot(shared.id());
-    let saved = slot.and_then(|slot| shared.lock().pool.busy[slot].replace(now()));
-    shared.run_claimed(claimed);
-    if let Some(slot) = slot {
-        shared.lock().pool.busy[slot] = saved;
-    }
-}
-
 /// What a blocking wait waits for and how.
 pub(crate) struct Wait<'a> {
     /// The calls it may help with: `scope`, cookies below `below`.
@@ -340,9 +329,27 @@ pub(crate) fn block_until<'a>(
                     st.pool.blocked -= 1;
                     st.pool.busy[slot] = saved;
                 }
+                // On a worker, the helped call counts as its current call
+                // for the watchdog.
+                let outer = worker_slot.and_then(|slot| st.pool.busy[slot].replace(now()));
                 drop(st);
-                run_helped(shared, claimed);
+                let (domain, cookie) = (claimed.domain, claimed.cookie);
+                let finished = call::execute(shared, claimed);
+                // Its end is recorded in the critical section this loop
+                // takes anyway: one lock per helped call, not two.
                 st = shared.lock();
+                if let Some(slot) = worker_slot {
+                    st.pool.busy[slot] = outer;
+                }
+                if let Some(finished) = finished {
+                    let mut wakeups = Wakeups::default();
+                    shared.finish_locked(&mut st, domain, cookie, finished, &mut wakeups);
+                    if !wakeups.is_empty() {
+                        drop(st);
+                        wakeups.wake_all();
+                        st = shared.lock();
+                    }
+                }
                 continue;
             }
         }
@@ -444,7 +451,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
     observe::worker_started(&shared);
     pay_spawn_debt(&shared);
     // Claiming ahead relies on the watchdog to free a stranded batch.
-    let may_claim_ahead = shared.config.stall_timeout.is_some();
+    let may_claim_ahead = shared.config.stall_timeout.is_some() || shared.config.claim_ahead_unwatched;
     // Whether the last run of calls ended within FLUSH_AFTER: short calls.
     let mut short_calls = false;
     // Whether this worker's last calls took less than SPIN_FOR each: only

@@ -57,6 +57,10 @@ pub(crate) struct Config {
     /// at once before parking: one per CPU at most, so spinning never
     /// crowds out the threads doing the work.
     pub(crate) spinners: usize,
+    /// Workers claim ahead even without the watchdog, which would free a
+    /// batch stranded behind a blocked call: only for loom models, whose
+    /// calls never block and which cannot run the watchdog's timed waits.
+    pub(crate) claim_ahead_unwatched: bool,
 }
 
 /// A snapshot of a runtime's counters.
@@ -91,6 +95,11 @@ pub struct Stats {
     pub completed: u64,
     /// Calls that panicked.
     pub panicked: u64,
+    /// Calls a worker claimed ahead of the one it ran, after short calls,
+    /// to run them without taking the runtime's lock for each (zero
+    /// without the stall watchdog). Each still ran exactly once, by that
+    /// worker or by a thread that took it over.
+    pub claimed_ahead: u64,
 }
 
 /// How `schedule` treats a full runtime.
@@ -118,8 +127,10 @@ pub(crate) struct Shared {
     pub(crate) drain_cv: Condvar,
     /// Numbers worker thread names.
     pub(crate) worker_names: std::sync::atomic::AtomicU64,
-    /// Calls ever queued: a spinning idle worker watches it instead of
-    /// parking, so a stream of short calls costs no wake-up per call.
+    /// Counts calls queued while an idle worker spins: it watches this
+    /// instead of parking, so a stream of short calls costs no wake-up per
+    /// call. Not bumped while nobody spins (a contended cache line less for
+    /// the scheduling thread).
     pub(crate) enqueued: std::sync::atomic::AtomicU64,
     /// Records the timeline, if asked to at build time.
     pub(crate) recorder: Option<Recorder>,
@@ -177,7 +188,11 @@ impl Shared {
         }
         let body = make(&mut st);
         let cookie = st.enqueue(domain, body);
-        self.enqueued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if st.pool.spinning > 0 {
+            // Only spinning idle workers watch it. One that starts spinning
+            // later looks at the queue first, under this lock.
+            self.enqueued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         observe::queued(self, &st, domain, cookie);
         self.notify_drain(&st);
         if inline {
@@ -549,6 +564,7 @@ impl Runtime {
             peak_workers: c.peak_workers,
             completed: c.completed,
             panicked: c.panicked,
+            claimed_ahead: c.claimed_ahead,
         }
     }
 }
@@ -616,6 +632,7 @@ impl Builder {
                 eager_workers: parallelism,
                 record_timeline: false,
                 spinners: parallelism,
+                claim_ahead_unwatched: false,
             },
             executor: None,
         }
@@ -696,6 +713,13 @@ impl Builder {
     /// Stack size of worker threads, where the adapter starts its own threads.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.config.stack_size = Some(bytes);
+        self
+    }
+
+    /// See `Config::claim_ahead_unwatched`.
+    #[cfg(loom)]
+    pub(crate) fn claim_ahead_unwatched(mut self) -> Builder {
+        self.config.claim_ahead_unwatched = true;
         self
     }
 

@@ -82,6 +82,7 @@ pub(crate) struct Counters {
     pub(crate) compensations: u64,
     pub(crate) stalls: u64,
     pub(crate) peak_workers: usize,
+    pub(crate) claimed_ahead: u64,
 }
 
 /// Wakers to call once the lock is released (thread waiters are notified

@@ -58,6 +58,7 @@ macro_rules! conformance {
             growth::burst_onto_idle_workers_leaves_no_call_behind,
             growth::extreme_durations_mean_forever_not_a_panic,
             growth::no_eager_workers_still_runs_calls,
+            growth::short_calls_are_claimed_ahead_and_run_once_in_order,
             growth::helping_elsewhere_does_not_hide_a_stalled_worker,
             growth::block_policy_inside_a_call_runs_inline_instead_of_deadlocking,
             model::panics_of_a_dropped_exclusive_domain_do_not_haunt_new_domains,
