@@ -85,20 +85,36 @@ pub(crate) struct Counters {
     pub(crate) claimed_ahead: u64,
 }
 
-/// Wakers to call once the lock is released (thread waiters are notified
-/// in place, which is safe under the lock; task wakers run foreign code).
+/// Who to wake once the lock is released: task wakers (foreign code) and
+/// blocked threads. A thread is notified after the unlock too: notified
+/// under the lock, it would only be queued behind the lock (parking_lot
+/// requeues it), and the next thread to unlock would pay for its wake-up.
+/// In a chain of calls that each wait for the one before (register in
+/// cookie order), that next thread is the one the chain waits for.
 /// Also carries items to free whose handle was dropped while they ran:
 /// freeing runs the item's `Drop`, user code, so it too waits for the unlock.
 #[derive(Default)]
 pub(crate) struct Wakeups {
     wakers: Vec<Waker>,
+    /// The first thread to notify, kept inline: waking one thread is the
+    /// common case and must not allocate (an item's submit/wait cycle).
+    thread: Option<Arc<Condvar>>,
+    more_threads: Vec<Arc<Condvar>>,
     /// Several when a worker records a batch's ends together.
     pub(crate) free: Vec<ItemCall>,
 }
 
 impl Wakeups {
     pub(crate) fn is_empty(&self) -> bool {
-        self.wakers.is_empty() && self.free.is_empty()
+        self.wakers.is_empty() && self.thread.is_none() && self.free.is_empty()
+    }
+
+    fn push_thread(&mut self, cv: Arc<Condvar>) {
+        if self.thread.is_none() {
+            self.thread = Some(cv);
+        } else {
+            self.more_threads.push(cv);
+        }
     }
 
     /// Runs the wake-ups and the free. They are foreign code (executors'
@@ -106,6 +122,10 @@ impl Wakeups {
     /// already finished: a panic there has no call to be reported against,
     /// so it is contained here rather than unwinding through a worker.
     pub(crate) fn wake_all(self) {
+        // In the order they were satisfied.
+        for cv in self.thread.into_iter().chain(self.more_threads) {
+            cv.notify_one();
+        }
         for waker in self.wakers {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
         }
@@ -158,14 +178,12 @@ fn wake(waiter: &mut WaiterState, wakeups: &mut Wakeups) {
 }
 
 impl Wake {
-    /// Wakes whoever is registered (a task's waker after the lock is
-    /// released) and clears the registration.
+    /// Wakes whoever is registered, once the lock is released (see
+    /// [`Wakeups`]), and clears the registration.
     pub(crate) fn fire(&mut self, wakeups: &mut Wakeups) {
         match std::mem::replace(self, Wake::Nobody) {
             Wake::Nobody => {}
-            Wake::Thread(cv) => {
-                cv.notify_one();
-            }
+            Wake::Thread(cv) => wakeups.push_thread(cv),
             Wake::Task(waker) => wakeups.wakers.push(waker),
         }
     }
