@@ -1,9 +1,11 @@
 //! The boot benchmark: 256 calls that each block 20 ms, then register in
 //! cookie order. The ideal is 20 ms (every call in parallel, registration
 //! free). kasync and its peers run in the same process, one after another,
-//! and a table of ratios to the ideal is printed at the end, followed by
-//! where kasync's own time over the ideal goes (dispatch onto workers, and
-//! the registration chain after the last probe).
+//! and a table of ratios to the ideal is printed at the end; then a second
+//! table from rounds that run every contender once each in turn (fairer on
+//! a machine whose speed drifts), and where kasync's own time over the
+//! ideal goes (dispatch onto workers, and the registration chain after the
+//! last probe).
 //!
 //! Run with `cargo bench --bench boot`.
 
@@ -179,11 +181,42 @@ fn bench_boot(c: &mut Criterion, results: &Results) {
     results.timed("rayon scope (then register)", 2, || boot_rayon(&pool));
 }
 
+/// A contender's name and one boot.
+type Contender<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
+/// The same boots again, in rounds that run every contender once each, in
+/// a rotating order. This machine's speed drifts over seconds, and criterion
+/// measures one contender after the other, so its table can compare a fast
+/// minute with a slow one; in rounds every contender sees the same drift.
+fn print_interleaved() {
+    const ROUNDS: usize = 21;
+    let rt = kasync::Runtime::new().unwrap();
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+    let results = Results::default();
+    let mut contenders: Vec<Contender> = vec![
+        ("kasync", Box::new(|| boot_kasync(&rt))),
+        ("blocking::unblock", Box::new(boot_blocking)),
+        ("std::thread::scope", Box::new(boot_thread_scope)),
+        ("tokio spawn_blocking+JoinSet", Box::new(|| boot_tokio(&tokio_rt))),
+    ];
+    for round in 0..ROUNDS {
+        contenders.rotate_left(usize::from(round > 0));
+        for (name, boot) in &contenders {
+            results.timed(name, 1, boot);
+        }
+    }
+    results.print_ratios(
+        &format!("boot, interleaved: {ROUNDS} rounds of every contender in turn"),
+        BLOCK,
+    );
+}
+
 fn main() {
     let results = Results::default();
     let mut c = Criterion::default().configure_from_args();
     bench_boot(&mut c, &results);
     c.final_summary();
     results.print_ratios(&format!("boot: {CALLS} calls x {} ms", BLOCK.as_millis()), BLOCK);
+    print_interleaved();
     print_breakdown(&kasync::Runtime::new().unwrap());
 }
