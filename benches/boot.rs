@@ -181,30 +181,22 @@ fn bench_boot(c: &mut Criterion, results: &Results) {
     results.timed("rayon scope (then register)", 2, || boot_rayon(&pool));
 }
 
-/// A contender's name and one boot.
-type Contender<'a> = (&'static str, Box<dyn Fn() + 'a>);
-
-/// The same boots again, in rounds that run every contender once each, in
-/// a rotating order. This machine's speed drifts over seconds, and criterion
-/// measures one contender after the other, so its table can compare a fast
-/// minute with a slow one; in rounds every contender sees the same drift.
+/// The same boots again, in rounds of every contender once each (see
+/// `Results::interleaved`).
 fn print_interleaved() {
     const ROUNDS: usize = 21;
     let rt = kasync::Runtime::new().unwrap();
     let tokio_rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
     let results = Results::default();
-    let mut contenders: Vec<Contender> = vec![
-        ("kasync", Box::new(|| boot_kasync(&rt))),
-        ("blocking::unblock", Box::new(boot_blocking)),
-        ("std::thread::scope", Box::new(boot_thread_scope)),
-        ("tokio spawn_blocking+JoinSet", Box::new(|| boot_tokio(&tokio_rt))),
-    ];
-    for round in 0..ROUNDS {
-        contenders.rotate_left(usize::from(round > 0));
-        for (name, boot) in &contenders {
-            results.timed(name, 1, boot);
-        }
-    }
+    results.interleaved(
+        ROUNDS,
+        &mut [
+            ("kasync", &mut || boot_kasync(&rt)),
+            ("blocking::unblock", &mut boot_blocking),
+            ("std::thread::scope", &mut boot_thread_scope),
+            ("tokio spawn_blocking+JoinSet", &mut || boot_tokio(&tokio_rt)),
+        ],
+    );
     results.print_ratios(
         &format!("boot, interleaved: {ROUNDS} rounds of every contender in turn"),
         BLOCK,

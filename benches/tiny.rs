@@ -2,7 +2,9 @@
 //! all of them. It measures what scheduling itself costs: kasync's closures
 //! and caller-owned items against rayon, tokio (`spawn` + `TaskTracker`,
 //! `spawn_blocking` + `JoinSet`), the `blocking` crate and a plain loop, in
-//! one run, printing nanoseconds per call and the ratio to rayon.
+//! one run, printing nanoseconds per call and the ratio to rayon; then the
+//! close contenders again in interleaved rounds (fairer on a machine whose
+//! speed drifts).
 //!
 //! Run with `cargo bench --bench tiny`.
 
@@ -121,6 +123,24 @@ fn main() {
     c.final_summary();
     results.print_per_call(
         &format!("tiny: {CALLS} no-op calls, then one barrier"),
+        CALLS,
+        "rayon scope+spawn",
+    );
+    // The close contenders again, in rounds of each once (see
+    // `Results::interleaved`): the fair comparison on a drifting machine.
+    const ROUNDS: usize = 21;
+    let rounds = Results::default();
+    rounds.interleaved(
+        ROUNDS,
+        &mut [
+            ("kasync schedule", &mut || kasync_closures(&rt)),
+            ("kasync items (scope)", &mut || kasync_items(&rt, &mut items)),
+            ("rayon scope+spawn", &mut || rayon_scope(&pool)),
+            ("tokio spawn+TaskTracker", &mut || tokio_spawn(&tokio_rt)),
+        ],
+    );
+    rounds.print_per_call(
+        &format!("tiny, interleaved: {ROUNDS} rounds of each contender in turn"),
         CALLS,
         "rayon scope+spawn",
     );

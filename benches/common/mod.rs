@@ -26,6 +26,22 @@ impl Results {
         total
     }
 
+    /// Runs `rounds` rounds in which every contender runs once, in an order
+    /// that rotates each round, recording every run. This machine's speed
+    /// drifts over seconds, and criterion measures one contender after the
+    /// other, so its medians can compare a fast minute with a slow one; in
+    /// rounds every contender sees the same drift.
+    pub fn interleaved(&self, rounds: usize, contenders: &mut [(&str, &mut dyn FnMut())]) {
+        for round in 0..rounds {
+            if round > 0 {
+                contenders.rotate_left(1);
+            }
+            for (name, run) in contenders.iter_mut() {
+                self.timed(name, 1, &mut **run);
+            }
+        }
+    }
+
     /// Records a contender that could not finish.
     pub fn failed(&self, name: &str) {
         self.0.lock().unwrap().entry(name.to_string()).or_default();

@@ -43,6 +43,42 @@ impl<T> Mutex<T> {
         }
     }
 
+    /// Like [`lock`](Mutex::lock), but a contended lock is first waited for
+    /// by spinning, up to `budget`, before the thread yields or parks.
+    /// Under loom, a plain `lock`.
+    pub(crate) fn lock_spinning(&self, budget: std::time::Duration) -> MutexGuard<'_, T> {
+        #[cfg(not(loom))]
+        {
+            if let Some(guard) = self.inner.try_lock() {
+                return guard;
+            }
+            if !budget.is_zero() {
+                let start = Instant::now();
+                loop {
+                    for _ in 0..8 {
+                        std::hint::spin_loop();
+                        // Look before trying: a failed try is a write that
+                        // takes the lock's cache line from its holder.
+                        if !self.inner.is_locked() {
+                            if let Some(guard) = self.inner.try_lock() {
+                                return guard;
+                            }
+                        }
+                    }
+                    if start.elapsed() >= budget {
+                        break;
+                    }
+                }
+            }
+            self.inner.lock()
+        }
+        #[cfg(loom)]
+        {
+            let _ = budget;
+            self.lock()
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
         #[cfg(not(loom))]
         {
