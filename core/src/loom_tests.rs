@@ -310,22 +310,25 @@ fn loom_call_waiting_on_an_unrecorded_call_of_its_own_batch_finishes() {
     loom::model(|| {
         let rt = batching_runtime();
         let domain = rt.default_domain().clone();
-        let first = Arc::new(AtomicUsize::new(0));
+        let third = Arc::new(AtomicUsize::new(0));
         // The worker runs the first call alone; then it may claim the
-        // second and batch the third, which waits for the second: only
-        // the worker itself can record the second's end (deferred), so the
-        // wait must record it first instead of waiting forever.
-        rt.schedule(|_| {});
-        let f = first.clone();
+        // second and batch the third and fourth. The fourth waits for the
+        // third, which ran from the batch: only the worker itself can
+        // record the third's end (deferred), so the wait must record it
+        // first instead of waiting forever.
+        for _ in 0..2 {
+            rt.schedule(|_| {});
+        }
+        let t = third.clone();
         rt.schedule(move |_| {
-            f.store(1, Ordering::SeqCst);
+            t.store(1, Ordering::SeqCst);
         });
-        let (d, f) = (domain.clone(), first.clone());
+        let (d, t) = (domain.clone(), third.clone());
         rt.schedule(move |cookie| {
             d.synchronize_cookie(cookie).wait_no_help().unwrap();
-            assert_eq!(f.load(Ordering::SeqCst), 1);
+            assert_eq!(t.load(Ordering::SeqCst), 1);
         });
         domain.synchronize().wait_no_help().unwrap();
-        assert_eq!(first.load(Ordering::SeqCst), 1);
+        assert_eq!(third.load(Ordering::SeqCst), 1);
     });
 }

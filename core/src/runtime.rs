@@ -58,8 +58,11 @@ pub(crate) struct Config {
     /// crowds out the threads doing the work.
     pub(crate) spinners: usize,
     /// Workers claim ahead even without the watchdog, which would free a
-    /// batch stranded behind a blocked call: only for loom models, whose
-    /// calls never block and which cannot run the watchdog's timed waits.
+    /// batch stranded behind a call blocked invisibly: only for loom models,
+    /// whose calls block at most in kasync waits (which record the thread's
+    /// batched ends first) and which cannot run the watchdog's timed waits.
+    /// With one worker only: taking calls from a stranded batch compares
+    /// wall-clock instants, which a loom model must not depend on.
     pub(crate) claim_ahead_unwatched: bool,
 }
 
