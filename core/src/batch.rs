@@ -117,13 +117,13 @@ pub(crate) fn steal(st: &mut State, want: Want) -> Option<Claimed> {
     }
     loop {
         let mut best: Option<(usize, u64)> = None;
-        for (slot, batch) in st.pool.batches.iter() {
+        for (slot, worker) in st.pool.slots.iter() {
             if let Want::Stranded { stranded_before } = want {
                 if !is_stranded(st, slot, stranded_before) {
                     continue;
                 }
             }
-            let calls = batch.calls.lock();
+            let calls = worker.batch.calls.lock();
             // In cookie order: the first wanted call is the batch's lowest.
             let wanted = calls.iter().find(|c| match want {
                 Want::Covered(scope, below) => st.covers_call(scope, below, c.domain, c.cookie),
@@ -136,7 +136,7 @@ pub(crate) fn steal(st: &mut State, want: Want) -> Option<Claimed> {
             }
         }
         let (slot, cookie) = best?;
-        let mut calls = st.pool.batches[slot].calls.lock();
+        let mut calls = st.pool.slots[slot].batch.calls.lock();
         if let Some(at) = calls.iter().position(|c| c.cookie.get() == cookie) {
             let claimed = calls.remove(at);
             drop(calls);
@@ -152,13 +152,15 @@ pub(crate) fn any_stranded(st: &State, stranded_before: Instant) -> bool {
     st.pool.claimed_ahead > 0
         && st
             .pool
-            .batches
+            .slots
             .iter()
-            .any(|(slot, batch)| is_stranded(st, slot, stranded_before) && !batch.is_empty())
+            .any(|(slot, worker)| is_stranded(st, slot, stranded_before) && !worker.batch.is_empty())
 }
 
 /// Whether worker `slot` has sat in one run of calls since `stranded_before`,
 /// or is blocked in a wait (no run of calls at all).
 fn is_stranded(st: &State, slot: usize, stranded_before: Instant) -> bool {
-    st.pool.busy[slot].map_or(true, |since| since <= stranded_before)
+    st.pool.slots[slot]
+        .busy_since
+        .map_or(true, |since| since <= stranded_before)
 }

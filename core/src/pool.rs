@@ -59,9 +59,8 @@ pub(crate) struct PoolState {
     /// Blocking waiters spinning for a moment on their domain's lowest
     /// unfinished cookie before they park.
     pub(crate) waiters_spinning: usize,
-    /// Per worker: when its current call started; `None` while it is idle or
-    /// blocked in a kasync wait (those are not stalls: rule 3 covers them).
-    pub(crate) busy: Slab<Option<Instant>>,
+    /// Per worker, keyed by the slot it got when it started.
+    pub(crate) slots: Slab<WorkerSlot>,
     /// Whether the watchdog thread is running.
     pub(crate) watchdog: bool,
     /// Reserved workers nobody has started yet. Every thread that starts
@@ -69,11 +68,18 @@ pub(crate) struct PoolState {
     /// so a large growth step is spawned by a doubling set of threads instead
     /// of one thread spawning them all in a row.
     pub(crate) spawn_debt: usize,
-    /// Per worker (same keys as `busy`): the calls it claimed ahead.
-    pub(crate) batches: Slab<Arc<Batch>>,
     /// Calls in batches, or run from them and not yet recorded: counted as
     /// queued by rules 3 and 4 (see `batch.rs`).
     pub(crate) claimed_ahead: usize,
+}
+
+/// What the pool keeps per worker.
+pub(crate) struct WorkerSlot {
+    /// When its current run of calls started; `None` while it is idle or
+    /// blocked in a kasync wait (those are not stalls: rule 3 covers them).
+    pub(crate) busy_since: Option<Instant>,
+    /// The calls it claimed ahead.
+    pub(crate) batch: Arc<Batch>,
 }
 
 impl PoolState {
@@ -327,11 +333,11 @@ pub(crate) fn block_until<'a>(
                 helped += 1;
                 if let (Some(slot), Some(saved)) = (worker_slot, blocked.take()) {
                     st.pool.blocked -= 1;
-                    st.pool.busy[slot] = saved;
+                    st.pool.slots[slot].busy_since = saved;
                 }
                 // On a worker, the helped call counts as its current call
                 // for the watchdog.
-                let outer = worker_slot.and_then(|slot| st.pool.busy[slot].replace(now()));
+                let outer = worker_slot.and_then(|slot| st.pool.slots[slot].busy_since.replace(now()));
                 drop(st);
                 let (domain, cookie) = (claimed.domain, claimed.cookie);
                 let finished = call::execute(shared, claimed);
@@ -339,7 +345,7 @@ pub(crate) fn block_until<'a>(
                 // takes anyway: one lock per helped call, not two.
                 st = shared.lock();
                 if let Some(slot) = worker_slot {
-                    st.pool.busy[slot] = outer;
+                    st.pool.slots[slot].busy_since = outer;
                 }
                 if let Some(finished) = finished {
                     let mut wakeups = Wakeups::default();
@@ -359,7 +365,7 @@ pub(crate) fn block_until<'a>(
         if let (Some(slot), None) = (worker_slot, &blocked) {
             // Rule 3: this worker is about to block in a kasync wait.
             st.pool.blocked += 1;
-            blocked = Some(st.pool.busy[slot].take());
+            blocked = Some(st.pool.slots[slot].busy_since.take());
             let growth = compensate(shared, &mut st);
             if !growth.is_empty() {
                 drop(st);
@@ -399,7 +405,7 @@ pub(crate) fn block_until<'a>(
     };
     if let (Some(slot), Some(saved)) = (worker_slot, blocked) {
         st.pool.blocked -= 1;
-        st.pool.busy[slot] = saved;
+        st.pool.slots[slot].busy_since = saved;
     }
     if let Some(finished) = observe::wait_finished(&st, wait.scope, wait.below, wait.domain_name, observed_since) {
         drop(st);
@@ -442,10 +448,10 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         let mut st = shared.lock();
         st.pool.starting -= 1;
         st.counters.spawned += 1;
-        let slot = st.pool.busy.insert(None);
-        let batch_slot = st.pool.batches.insert(own.clone());
-        debug_assert_eq!(slot, batch_slot, "busy and batches are kept in step");
-        slot
+        st.pool.slots.insert(WorkerSlot {
+            busy_since: None,
+            batch: own.clone(),
+        })
     };
     context::set_worker(shared.id(), slot);
     observe::worker_started(&shared);
@@ -461,7 +467,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
     loop {
         if context::has_unrecorded() {
             let mut wakeups = Wakeups::default();
-            st.pool.busy[slot] = None;
+            st.pool.slots[slot].busy_since = None;
             shared.record_unrecorded(&mut st, &mut wakeups);
             if !wakeups.is_empty() {
                 drop(st);
@@ -471,7 +477,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         }
         if let Some(first) = next_call(&mut st, &own, short_calls && may_claim_ahead) {
             let started = now();
-            st.pool.busy[slot] = Some(started);
+            st.pool.slots[slot].busy_since = Some(started);
             let growth = dispatch(&shared, &mut st, FAN_OUT);
             drop(st);
             grow(&shared, growth);
@@ -533,8 +539,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         }
     }
     st.pool.workers -= 1;
-    st.pool.busy.remove(slot);
-    st.pool.batches.remove(slot);
+    st.pool.slots.remove(slot);
     shared.notify_drain(&st);
     drop(st);
     context::clear_worker();
@@ -607,7 +612,7 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         let at = now();
         // Stalled: a worker has sat in one call for a tick, or no worker is
         // running a call at all (none started, or all blocked at the cap).
-        let mut running_calls = st.pool.busy.iter().filter_map(|(_, started)| *started).peekable();
+        let mut running_calls = st.pool.slots.iter().filter_map(|(_, w)| w.busy_since).peekable();
         let stalled = running_calls.peek().is_none() || running_calls.any(|t| at.duration_since(t) >= tick);
         if !stalled {
             continue;
