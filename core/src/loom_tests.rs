@@ -28,14 +28,16 @@ impl Executor for LoomThreads {
     }
 }
 
-fn runtime(workers: usize) -> Runtime {
+fn builder(workers: usize) -> crate::Builder {
     Runtime::builder()
         .executor(LoomThreads)
         .max_workers(workers)
         .eager_workers(workers)
         .no_stall_watchdog()
-        .build()
-        .unwrap()
+}
+
+fn runtime(workers: usize) -> Runtime {
+    builder(workers).build().unwrap()
 }
 
 #[test]
@@ -274,14 +276,7 @@ fn loom_waiter_woken_early_is_woken_again_when_its_call_ends() {
 
 /// One worker that claims ahead (see `batch.rs`), without the watchdog.
 fn batching_runtime() -> Runtime {
-    Runtime::builder()
-        .executor(LoomThreads)
-        .max_workers(1)
-        .eager_workers(1)
-        .no_stall_watchdog()
-        .claim_ahead_unwatched()
-        .build()
-        .unwrap()
+    builder(1).claim_ahead_unwatched().build().unwrap()
 }
 
 #[test]

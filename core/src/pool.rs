@@ -350,11 +350,7 @@ pub(crate) fn block_until<'a>(
                 if let Some(finished) = finished {
                     let mut wakeups = Wakeups::default();
                     shared.finish_locked(&mut st, domain, cookie, finished, &mut wakeups);
-                    if !wakeups.is_empty() {
-                        drop(st);
-                        wakeups.wake_all();
-                        st = shared.lock();
-                    }
+                    st = shared.wake_unlocked(st, wakeups);
                 }
                 continue;
             }
@@ -469,11 +465,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
             let mut wakeups = Wakeups::default();
             st.pool.slots[slot].busy_since = None;
             shared.record_unrecorded(&mut st, &mut wakeups);
-            if !wakeups.is_empty() {
-                drop(st);
-                wakeups.wake_all();
-                st = shared.lock();
-            }
+            st = shared.wake_unlocked(st, wakeups);
         }
         if let Some(first) = next_call(&mut st, &own, short_calls && may_claim_ahead) {
             let started = now();

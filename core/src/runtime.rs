@@ -145,6 +145,11 @@ pub(crate) struct Shared {
 /// See [`Shared::lock`].
 const LOCK_SPIN: Duration = Duration::from_micros(4);
 
+/// The CPUs this process may use (1 when unknown).
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Shared {
     /// An identity for the thread-local context: the address of this value,
     /// unique while any handle, worker or call of the runtime exists.
@@ -266,6 +271,16 @@ impl Shared {
         self.record_unrecorded(&mut st, &mut wakeups);
         drop(st);
         wakeups.wake_all();
+    }
+
+    /// Runs `wakeups` with the state lock released, then takes it again.
+    pub(crate) fn wake_unlocked<'a>(&'a self, st: MutexGuard<'a, State>, wakeups: Wakeups) -> MutexGuard<'a, State> {
+        if wakeups.is_empty() {
+            return st;
+        }
+        drop(st);
+        wakeups.wake_all();
+        self.lock()
     }
 
     /// Records that a call finished and wakes whoever that satisfies.
@@ -632,7 +647,7 @@ impl Default for Builder {
 impl Builder {
     /// Default settings.
     pub fn new() -> Builder {
-        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parallelism = parallelism();
         Builder {
             config: Config {
                 max_workers: 512,
@@ -733,7 +748,7 @@ impl Builder {
     }
 
     /// See `Config::claim_ahead_unwatched`.
-    #[cfg(loom)]
+    #[cfg(all(loom, test))]
     pub(crate) fn claim_ahead_unwatched(mut self) -> Builder {
         self.config.claim_ahead_unwatched = true;
         self
@@ -743,8 +758,7 @@ impl Builder {
     /// needed (default: the number of CPUs).
     pub fn eager_workers(mut self, n: usize) -> Builder {
         self.config.eager_workers = n;
-        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.config.spinners = n.clamp(1, parallelism);
+        self.config.spinners = n.clamp(1, parallelism());
         self
     }
 
@@ -801,11 +815,7 @@ impl Builder {
             drain_cv: Condvar::new(),
             worker_names: std::sync::atomic::AtomicU64::new(0),
             enqueued: std::sync::atomic::AtomicU64::new(0),
-            lock_spin: if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
-                LOCK_SPIN
-            } else {
-                Duration::ZERO
-            },
+            lock_spin: if parallelism() > 1 { LOCK_SPIN } else { Duration::ZERO },
         });
         let default_domain = Domain::create(&shared, "default", true);
         let growth = {

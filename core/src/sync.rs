@@ -49,28 +49,21 @@ impl<T> Mutex<T> {
     pub(crate) fn lock_spinning(&self, budget: std::time::Duration) -> MutexGuard<'_, T> {
         #[cfg(not(loom))]
         {
-            if let Some(guard) = self.inner.try_lock() {
-                return guard;
-            }
-            if !budget.is_zero() {
-                let start = Instant::now();
-                loop {
-                    for _ in 0..8 {
-                        std::hint::spin_loop();
-                        // Look before trying: a failed try is a write that
-                        // takes the lock's cache line from its holder.
-                        if !self.inner.is_locked() {
-                            if let Some(guard) = self.inner.try_lock() {
-                                return guard;
-                            }
-                        }
+            let mut guard = self.inner.try_lock();
+            if guard.is_none() && !budget.is_zero() {
+                let acquired = || {
+                    // Look before trying: a failed try is a write that
+                    // takes the lock's cache line from its holder.
+                    if !self.inner.is_locked() {
+                        guard = self.inner.try_lock();
                     }
-                    if start.elapsed() >= budget {
-                        break;
-                    }
-                }
+                    guard.is_some()
+                };
+                // Short rounds, so the budget is kept closely, and no yield
+                // between them: yielding is what this avoids.
+                spin_rounds(acquired, budget, 8, || {});
             }
-            self.inner.lock()
+            guard.unwrap_or_else(|| self.inner.lock())
         }
         #[cfg(loom)]
         {
@@ -201,28 +194,42 @@ pub(crate) fn spin_until_changed(
 /// passed; returns whether it became ready. What it watches is only a hint
 /// (the caller re-checks under the lock), so it needs no model: under loom
 /// this returns `false` at once and the caller parks as usual.
-pub(crate) fn spin_until(mut ready: impl FnMut() -> bool, budget: std::time::Duration) -> bool {
+pub(crate) fn spin_until(ready: impl FnMut() -> bool, budget: std::time::Duration) -> bool {
     #[cfg(not(loom))]
     {
-        let start = Instant::now();
-        loop {
-            for _ in 0..64 {
-                if ready() {
-                    return true;
-                }
-                std::hint::spin_loop();
-            }
-            if start.elapsed() >= budget {
-                return false;
-            }
-            // Leave the core to the thread whose work we wait for.
-            std::thread::yield_now();
-        }
+        // Leave the core to the thread whose work we wait for.
+        spin_rounds(ready, budget, 64, std::thread::yield_now)
     }
     #[cfg(loom)]
     {
-        let _ = (&mut ready, budget);
+        let _ = (ready, budget);
         false
+    }
+}
+
+/// Checks `ready` between pause instructions, in rounds of `round` checks,
+/// until it holds or `budget` has passed (looked at after each round),
+/// running `between_rounds` after each round; returns whether it became
+/// ready.
+#[cfg(not(loom))]
+fn spin_rounds(
+    mut ready: impl FnMut() -> bool,
+    budget: std::time::Duration,
+    round: u32,
+    between_rounds: impl Fn(),
+) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..round {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= budget {
+            return false;
+        }
+        between_rounds();
     }
 }
 
