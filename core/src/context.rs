@@ -123,12 +123,17 @@ pub(crate) fn depth() -> usize {
     FRAMES.with(|f| f.borrow().len())
 }
 
-/// The first call on this thread's stack, belonging to `runtime`, for which
-/// `covers` is true: waiting for it from this thread would never finish.
+/// The innermost call on this thread's stack, belonging to `runtime`, for
+/// which `covers` is true: waiting for it from this thread would never finish.
+///
+/// Innermost, so that a call that waits on its own cookie is named as the
+/// waiter whether it runs on a worker of its own or nested inside another call
+/// that is helping (which the barrier may cover as well).
 pub(crate) fn find_own_call(runtime: usize, mut covers: impl FnMut(&Frame) -> bool) -> Option<Cookie> {
     FRAMES.with(|f| {
         f.borrow()
             .iter()
+            .rev()
             .find(|frame| frame.runtime == runtime && covers(frame))
             .map(|frame| frame.cookie)
     })

@@ -18,7 +18,9 @@ pub enum SyncError {
     /// (for example `synchronize_full()` from inside a scheduled call), so
     /// waiting could never finish. The kernel would hang here; kasync refuses.
     WouldDeadlock {
-        /// The waiter's own call that the barrier covers.
+        /// The waiter's own call that the barrier covers: the innermost one,
+        /// when the thread runs several nested calls (a call that helps runs
+        /// other calls on its own stack) and the barrier covers more than one.
         waiter: Cookie,
     },
     /// [`Barrier::wait_timeout`](crate::Barrier::wait_timeout) ran out of time

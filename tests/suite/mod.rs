@@ -33,6 +33,7 @@ macro_rules! conformance {
             model::panic_is_reported_by_every_waiting_barrier_once,
             model::panic_before_any_barrier_is_not_lost,
             model::waiting_on_own_call_would_deadlock,
+            model::a_nested_self_wait_names_the_innermost_call,
             model::waiting_inside_async_call_on_own_domain_would_deadlock,
             model::try_schedule_gives_the_function_back_when_full,
             model::reject_policy_panics_with_a_clear_message,

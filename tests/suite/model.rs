@@ -385,6 +385,26 @@ pub fn waiting_on_own_call_would_deadlock(make: &MakeBuilder) {
         .contains("deadlock"));
 }
 
+/// A call run nested inside another call that is helping is the one named
+/// as the waiter, even when the barrier covers the outer call as well.
+pub fn a_nested_self_wait_names_the_innermost_call(make: &MakeBuilder) {
+    // No workers: every call runs on the thread that waits for it, so the
+    // nesting below is certain.
+    let rt = Arc::new(make().eager_workers(0).no_stall_watchdog().build().unwrap());
+    let (inner_domain, outer_domain) = (rt.domain("inner"), rt.domain("outer"));
+    let (tx, rx) = mpsc::channel();
+    let r = rt.clone();
+    let inner = inner_domain.schedule(move |_| tx.send(r.synchronize_full().wait()).unwrap());
+    let d = inner_domain.clone();
+    let outer = outer_domain.schedule(move |_| d.synchronize().wait().unwrap());
+    assert!(inner < outer);
+    // This thread runs the outer call, which runs the inner call while it
+    // waits; the inner call's full barrier covers both.
+    outer_domain.synchronize().wait().unwrap();
+    assert_eq!(rx.recv().unwrap(), Err(SyncError::WouldDeadlock { waiter: inner }));
+    assert_eq!(rt.stats().completed, 2);
+}
+
 pub fn waiting_inside_async_call_on_own_domain_would_deadlock(make: &MakeBuilder) {
     let rt = runtime(make);
     let domain = rt.domain("async-self");
