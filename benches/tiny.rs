@@ -4,7 +4,9 @@
 //! `spawn_blocking` + `JoinSet`), the `blocking` crate and a plain loop, in
 //! one run, printing nanoseconds per call and the ratio to rayon; then the
 //! close contenders again in interleaved rounds (fairer on a machine whose
-//! speed drifts).
+//! speed drifts). "kasync, 256 idle workers" schedules on a runtime that a
+//! boot of 256 sleeping calls grew first: what short calls cost once the pool
+//! is large.
 //!
 //! Run with `cargo bench --bench tiny`.
 
@@ -97,6 +99,17 @@ fn sequential() {
     }
 }
 
+/// A runtime whose pool a boot of 256 sleeping calls grew, and which keeps
+/// its idle workers.
+fn grown_runtime() -> kasync::Runtime {
+    let rt = kasync::Runtime::builder().keep_alive(Duration::MAX).build().unwrap();
+    for _ in 0..256 {
+        rt.schedule(|_| std::thread::sleep(Duration::from_millis(20)));
+    }
+    rt.synchronize_full().wait().unwrap();
+    rt
+}
+
 fn main() {
     let results = Results::default();
     let mut c = Criterion::default().configure_from_args();
@@ -106,6 +119,7 @@ fn main() {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
     let rt = kasync::Runtime::new().unwrap();
+    let grown = grown_runtime();
     let mut items: Vec<Item<Noop>> = (0..CALLS).map(|_| Item::local(Noop)).collect();
     let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
     let tokio_rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
@@ -114,6 +128,7 @@ fn main() {
     };
     bench("kasync schedule", &mut || kasync_closures(&rt));
     bench("kasync items (scope)", &mut || kasync_items(&rt, &mut items));
+    bench("kasync, 256 idle workers", &mut || kasync_closures(&grown));
     bench("rayon scope+spawn", &mut || rayon_scope(&pool));
     bench("tokio spawn+TaskTracker", &mut || tokio_spawn(&tokio_rt));
     bench("tokio spawn_blocking+JoinSet", &mut || tokio_spawn_blocking(&tokio_rt));
@@ -135,6 +150,7 @@ fn main() {
         &mut [
             ("kasync schedule", &mut || kasync_closures(&rt)),
             ("kasync items (scope)", &mut || kasync_items(&rt, &mut items)),
+            ("kasync, 256 idle workers", &mut || kasync_closures(&grown)),
             ("rayon scope+spawn", &mut || rayon_scope(&pool)),
             ("tokio spawn+TaskTracker", &mut || tokio_spawn(&tokio_rt)),
         ],

@@ -68,18 +68,13 @@ impl Batch {
     pub(crate) fn pop(&self) -> Option<Claimed> {
         self.calls.lock().pop_front()
     }
-
-    /// Whether it holds no call.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.calls.lock().is_empty()
-    }
 }
 
-/// Claims up to this worker's share of the queued calls into `batch`, after
-/// the call it just claimed. Called with the state lock held, only when no
-/// idle worker is waiting for work.
-pub(crate) fn claim_ahead(st: &mut State, batch: &Batch) {
-    let active = (st.pool.workers - st.pool.blocked).max(1);
+/// Claims up to this worker's share of the queued calls into `batch` (the
+/// batch of worker `slot`), after the call it just claimed. Called with the
+/// state lock held, only when no idle worker is waiting for work.
+pub(crate) fn claim_ahead(st: &mut State, slot: usize, batch: &Batch) {
+    let active = st.pool.awake().max(1);
     let share = st.queued.div_ceil(active).min(MAX_AHEAD);
     if share == 0 {
         return;
@@ -93,6 +88,14 @@ pub(crate) fn claim_ahead(st: &mut State, batch: &Batch) {
     }
     st.pool.claimed_ahead += calls.len();
     st.counters.claimed_ahead += calls.len() as u64;
+    drop(calls);
+    // Listed under the state lock, as every unlisting is: a batch that
+    // fills again after it was found empty is listed again here.
+    let worker = &mut st.pool.slots[slot];
+    if !worker.listed {
+        worker.listed = true;
+        st.pool.batched.push(slot);
+    }
 }
 
 /// Which batched calls a thread may take.
@@ -117,13 +120,22 @@ pub(crate) fn steal(st: &mut State, want: Want) -> Option<Claimed> {
     }
     loop {
         let mut best: Option<(usize, u64)> = None;
-        for (slot, worker) in st.pool.slots.iter() {
+        let mut at = 0;
+        while let Some(&slot) = st.pool.batched.get(at) {
             if let Want::Stranded { stranded_before } = want {
                 if !is_stranded(st, slot, stranded_before) {
+                    at += 1;
                     continue;
                 }
             }
-            let calls = worker.batch.calls.lock();
+            let calls = st.pool.slots[slot].batch.calls.lock();
+            if calls.is_empty() {
+                // Its worker ran them all: unlist it until it claims again.
+                drop(calls);
+                st.pool.batched.swap_remove(at);
+                st.pool.slots[slot].listed = false;
+                continue;
+            }
             // In cookie order: the first wanted call is the batch's lowest.
             let wanted = calls.iter().find(|c| match want {
                 Want::Covered(scope, below) => st.covers_call(scope, below, c.domain, c.cookie),
@@ -134,6 +146,7 @@ pub(crate) fn steal(st: &mut State, want: Want) -> Option<Claimed> {
                     best = Some((slot, c.cookie.get()));
                 }
             }
+            at += 1;
         }
         let (slot, cookie) = best?;
         let mut calls = st.pool.slots[slot].batch.calls.lock();
@@ -147,14 +160,17 @@ pub(crate) fn steal(st: &mut State, want: Want) -> Option<Claimed> {
     }
 }
 
-/// Whether some batch is stranded (see [`Want::Stranded`]).
-pub(crate) fn any_stranded(st: &State, stranded_before: Instant) -> bool {
-    st.pool.claimed_ahead > 0
-        && st
-            .pool
-            .slots
-            .iter()
-            .any(|(slot, worker)| is_stranded(st, slot, stranded_before) && !worker.batch.is_empty())
+/// How many calls sit in stranded batches (see [`Want::Stranded`]).
+pub(crate) fn stranded_calls(st: &State, stranded_before: Instant) -> usize {
+    if st.pool.claimed_ahead == 0 {
+        return 0;
+    }
+    st.pool
+        .batched
+        .iter()
+        .filter(|&&slot| is_stranded(st, slot, stranded_before))
+        .map(|&slot| st.pool.slots[slot].batch.calls.lock().len())
+        .sum()
 }
 
 /// Whether worker `slot` has sat in one run of calls since `stranded_before`,

@@ -8,16 +8,21 @@
 //! 3. Compensate at once: a worker about to block in a kasync wait, while
 //!    calls are queued and no worker is idle, starts a replacement
 //!    ([`compensate`]).
-//! 4. Watchdog: while calls are queued, no worker is idle or on its way,
-//!    fewer calls started in the last tick than workers run, and some worker
-//!    has been inside one call for `stall_timeout`, the pool doubles
-//!    ([`watchdog_main`]). The watchdog thread exists only while calls are
-//!    queued behind a busy pool.
+//! 4. Watchdog: while calls are queued, no worker is on its way, fewer
+//!    calls started in the last tick than workers run, and some worker has
+//!    been inside one call for `stall_timeout`, the running workers double,
+//!    parked idle workers first ([`watchdog_main`]). The watchdog thread
+//!    exists only while calls are queued behind a busy pool.
 //! 5. Cap and shrink: never more than `max_workers`; idle workers above
 //!    `min_workers` exit after `keep_alive` ([`worker_main`]). An idle
 //!    worker first spins for a few tens of microseconds (at most one per
 //!    CPU at a time): a stream of short calls then needs no wake-up system
 //!    call per call.
+//!
+//! Idle workers are woken for queued calls at once, except after short
+//! calls: then no more than `eager_workers` are awake ([`may_wake_idle`]),
+//! so a pool that a boot grew to hundreds of workers runs a stream of short
+//! calls as fast as a small one, and the watchdog wakes more if one blocks.
 //!
 //! Decisions are made under the state lock and return a [`Growth`]; threads
 //! are started by [`grow`] after the lock is released.
@@ -71,6 +76,14 @@ pub(crate) struct PoolState {
     /// Calls in batches, or run from them and not yet recorded: counted as
     /// queued by rules 3 and 4 (see `batch.rs`).
     pub(crate) claimed_ahead: usize,
+    /// Whether the last run of calls a worker finished took less than
+    /// `SPIN_FOR` per call: then no more than `eager_workers` workers are
+    /// woken at once (see [`may_wake_idle`]).
+    pub(crate) calls_are_short: bool,
+    /// The slots whose batch may hold calls, each listed once: taking from
+    /// batches looks at these, not at every worker (after a burst of slow
+    /// calls, hundreds of idle workers have empty batches).
+    pub(crate) batched: Vec<usize>,
 }
 
 /// What the pool keeps per worker.
@@ -80,12 +93,58 @@ pub(crate) struct WorkerSlot {
     pub(crate) busy_since: Option<Instant>,
     /// The calls it claimed ahead.
     pub(crate) batch: Arc<Batch>,
+    /// Whether the slot is in [`PoolState::batched`].
+    pub(crate) listed: bool,
 }
 
 impl PoolState {
     fn idle_available(&self) -> bool {
         self.idle > self.notified
     }
+
+    /// Workers neither parked nor blocked in a kasync wait: running calls,
+    /// spinning, starting, or notified and on their way.
+    pub(crate) fn awake(&self) -> usize {
+        self.workers
+            .saturating_sub(self.idle - self.notified)
+            .saturating_sub(self.blocked)
+    }
+}
+
+/// Whether to wake an idle worker for a queued call now. Only while fewer
+/// than `eager_workers` workers are awake, if the last calls were short and
+/// the watchdog runs: more workers would only fight over the lock and the
+/// CPUs, and a call among them that blocks invisibly is the watchdog's to
+/// find (it wakes idle workers before it starts new ones). After long calls
+/// (which probably block) every queued call gets an idle worker at once, so
+/// a warm pool runs a boot's probes in parallel without waiting for a tick.
+fn may_wake_idle(shared: &Shared, st: &State) -> bool {
+    st.pool.idle_available()
+        && (!st.pool.calls_are_short
+            || shared.config.stall_timeout.is_none()
+            || st.pool.awake() < shared.config.eager_workers.max(1))
+}
+
+/// Claims the watchdog's start if it has one and it is not running.
+fn start_watchdog(shared: &Shared, st: &mut State) -> bool {
+    let start = shared.config.stall_timeout.is_some() && !st.pool.watchdog;
+    st.pool.watchdog |= start;
+    start
+}
+
+/// Wakes up to `n` idle workers; returns how many it woke.
+fn wake_idle(shared: &Shared, st: &mut State, n: usize) -> usize {
+    let mut woken = 0;
+    while woken < n && st.pool.idle_available() {
+        if !shared.worker_cv.notify_one() {
+            // The idle worker is timing out right now; it checks the queue
+            // before it leaves.
+            break;
+        }
+        st.pool.notified += 1;
+        woken += 1;
+    }
+    woken
 }
 
 /// Threads to start once the lock is released.
@@ -114,33 +173,33 @@ fn uncovered(st: &State) -> usize {
 const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Finds threads for queued calls nobody is coming for. Wakes up to
-/// `max_wake` idle workers; every woken worker calls this again after
-/// claiming its call, so wake-ups fan out across cores while the scheduling
-/// thread stays fast. Without idle workers: start eager workers up to
-/// `eager_workers` running ones, and past that let the watchdog judge.
+/// `max_wake` idle workers (as [`may_wake_idle`] allows); every woken worker
+/// calls this again after claiming its call, so wake-ups fan out across
+/// cores while the scheduling thread stays fast. Without idle workers: start
+/// eager workers up to `eager_workers` running ones. Past either limit the
+/// watchdog judges.
 fn dispatch(shared: &Shared, st: &mut State, max_wake: usize) -> Growth {
     let mut woken = 0;
-    while woken < max_wake && uncovered(st) > 0 && st.pool.idle_available() {
-        if !shared.worker_cv.notify_one() {
-            // The idle worker is timing out right now; it checks the queue
-            // before it leaves.
+    while woken < max_wake && uncovered(st) > 0 && may_wake_idle(shared, st) {
+        if wake_idle(shared, st, 1) == 0 {
             break;
         }
-        st.pool.notified += 1;
         woken += 1;
     }
     let needed = uncovered(st);
-    if needed == 0 || st.pool.idle_available() {
+    if needed == 0 || may_wake_idle(shared, st) {
         // Covered, or the woken workers will wake the remaining idle ones.
         return Growth::default();
     }
-    let active = st.pool.workers - st.pool.blocked;
-    let eager = shared.config.eager_workers.saturating_sub(active).min(needed);
-    let mut growth = reserve_workers(shared, st, eager);
-    if growth.workers < needed && shared.config.stall_timeout.is_some() && !st.pool.watchdog {
+    let mut growth = Growth::default();
+    if !st.pool.idle_available() {
+        let active = st.pool.workers - st.pool.blocked;
+        let eager = shared.config.eager_workers.saturating_sub(active).min(needed);
+        growth = reserve_workers(shared, st, eager);
+    }
+    if growth.workers < needed {
         // The pool is busy: the watchdog judges whether it is stalled.
-        st.pool.watchdog = true;
-        growth.watchdog = true;
+        growth.watchdog = start_watchdog(shared, st);
     }
     growth
 }
@@ -166,7 +225,7 @@ pub(crate) fn reserve_workers(shared: &Shared, st: &mut State, n: usize) -> Grow
 
 /// Decides who runs a call that was just queued.
 pub(crate) fn on_enqueue(shared: &Shared, st: &mut State, domain: DomainId, cookie: Cookie) -> Growth {
-    if st.pool.idle_available() {
+    if may_wake_idle(shared, st) {
         // Wake at most FAN_OUT workers from the scheduling thread; they wake
         // the rest.
         let max_wake = usize::from(st.pool.notified < FAN_OUT);
@@ -178,17 +237,22 @@ pub(crate) fn on_enqueue(shared: &Shared, st: &mut State, domain: DomainId, cook
     dispatch(shared, st, 0)
 }
 
-/// Rule 3: called when a worker is about to block in a kasync wait.
+/// Rule 3: called when a worker is about to block in a kasync wait (and
+/// already counted as blocked). An idle worker takes its place if there is
+/// one; otherwise a new one starts.
 pub(crate) fn compensate(shared: &Shared, st: &mut State) -> Growth {
-    if uncovered(st) > 0 && !st.pool.idle_available() {
-        let growth = reserve_workers(shared, st, 1);
-        if growth.workers > 0 {
-            st.counters.compensations += 1;
-        }
-        growth
-    } else {
-        Growth::default()
+    if uncovered(st) == 0 {
+        return Growth::default();
     }
+    if st.pool.idle_available() {
+        // One fewer awake worker: room to wake an idle one.
+        return dispatch(shared, st, 1);
+    }
+    let growth = reserve_workers(shared, st, 1);
+    if growth.workers > 0 {
+        st.counters.compensations += 1;
+    }
+    growth
 }
 
 /// Undoes a thread's reservation if the executor drops its body uncalled
@@ -365,7 +429,9 @@ pub(crate) fn block_until<'a>(
             let growth = compensate(shared, &mut st);
             if !growth.is_empty() {
                 drop(st);
-                observe::compensated();
+                if growth.workers > 0 {
+                    observe::compensated();
+                }
                 grow(shared, growth);
                 st = shared.lock();
                 continue;
@@ -447,6 +513,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         st.pool.slots.insert(WorkerSlot {
             busy_since: None,
             batch: own.clone(),
+            listed: false,
         })
     };
     context::set_worker(shared.id(), slot);
@@ -467,7 +534,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
             shared.record_unrecorded(&mut st, &mut wakeups);
             st = shared.wake_unlocked(st, wakeups);
         }
-        if let Some(first) = next_call(&mut st, &own, short_calls && may_claim_ahead) {
+        if let Some(first) = next_call(&shared, &mut st, slot, &own, short_calls && may_claim_ahead) {
             let started = now();
             st.pool.slots[slot].busy_since = Some(started);
             let growth = dispatch(&shared, &mut st, FAN_OUT);
@@ -491,6 +558,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
             };
             spin_when_idle = !passed(started + SPIN_FOR.saturating_mul(ran));
             st = shared.lock();
+            st.pool.calls_are_short = spin_when_idle;
             continue;
         }
         if st.shutdown {
@@ -531,7 +599,9 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         }
     }
     st.pool.workers -= 1;
-    st.pool.slots.remove(slot);
+    if st.pool.slots.remove(slot).listed {
+        st.pool.batched.retain(|&listed| listed != slot);
+    }
     shared.notify_drain(&st);
     drop(st);
     context::clear_worker();
@@ -539,15 +609,15 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
 
 /// A worker's next call: its own batch first (left after a record), then
 /// the lowest queued call (claiming ahead after short calls, when no idle
-/// worker waits for work), then a call from a stranded batch.
-fn next_call(st: &mut State, own: &Batch, claim_ahead: bool) -> Option<Claimed> {
+/// worker would be woken for work), then a call from a stranded batch.
+fn next_call(shared: &Shared, st: &mut State, slot: usize, own: &Batch, claim_ahead: bool) -> Option<Claimed> {
     if let Some(claimed) = own.pop() {
         st.pool.claimed_ahead -= 1;
         return Some(claimed);
     }
     if let Some(claimed) = st.claim_lowest() {
-        if claim_ahead && !st.pool.idle_available() {
-            batch::claim_ahead(st, own);
+        if claim_ahead && !may_wake_idle(shared, st) {
+            batch::claim_ahead(st, slot, own);
         }
         return Some(claimed);
     }
@@ -577,24 +647,26 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         };
         let started = st.counters.started - started_before;
         started_before = st.counters.started;
-        if st.pool.idle_available()
-            && now()
-                .checked_sub(FLUSH_AFTER)
-                .is_some_and(|t| batch::any_stranded(&st, t))
-        {
-            // An idle worker takes calls from a stranded batch (see
-            // `batch.rs`); the queue may be empty, so nobody else wakes it.
-            if shared.worker_cv.notify_one() {
-                st.pool.notified += 1;
-            }
+        let stranded = match now().checked_sub(FLUSH_AFTER) {
+            Some(before) if st.pool.idle_available() => batch::stranded_calls(&st, before),
+            _ => 0,
+        };
+        if stranded > 0 {
+            // Idle workers take calls from stranded batches (see `batch.rs`);
+            // the queue may be empty, so nobody else wakes them. As many as
+            // are awake, at most: the batch may hold probes claimed after
+            // short calls, each of which blocks.
+            let awake = st.pool.awake();
+            wake_idle(&shared, &mut st, stranded.min(awake.max(1)));
             continue;
         }
-        if uncovered(&st) == 0 || st.pool.idle_available() || st.pool.notified + st.pool.starting > 0 {
+        if uncovered(&st) == 0 || may_wake_idle(&shared, &st) || st.pool.notified + st.pool.starting > 0 {
             // Covered, or workers are on their way (woken, or starting): not
             // a stall, even if the CPUs are too busy to run them yet.
             continue;
         }
-        let running = st.pool.workers - st.pool.blocked;
+        // Idle workers left parked after short calls do not count.
+        let running = st.pool.awake();
         if started >= running.max(1) as u64 {
             // At least a call per running worker started this tick: the
             // workers are not stuck, only busy (or preempted on a loaded
@@ -609,16 +681,18 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         if !stalled {
             continue;
         }
-        // Double the running workers (at least one more), but start no more
-        // than the calls waiting for a thread, and never pass the cap.
+        // Double the running workers (at least one more), but add no more
+        // than the calls waiting for a thread. Idle workers first; new ones
+        // never past the cap.
         let want = uncovered(&st).min(running.max(1));
-        let growth = reserve_workers(&shared, &mut st, want);
-        if growth.workers == 0 {
+        let woken = wake_idle(&shared, &mut st, want);
+        let growth = reserve_workers(&shared, &mut st, want - woken);
+        if woken + growth.workers == 0 {
             continue;
         }
         st.counters.stalls += 1;
         drop(st);
-        observe::stalled(growth.workers, running);
+        observe::stalled(woken + growth.workers, running);
         grow(&shared, growth);
         st = shared.lock();
     }

@@ -90,7 +90,8 @@ pub struct Stats {
     /// Replacement workers started because a worker blocked in a kasync wait
     /// (rule 3).
     pub compensations: u64,
-    /// Watchdog ticks that found the pool stalled and added workers (rule 4).
+    /// Watchdog ticks that found the pool stalled and added workers, or woke
+    /// parked ones (rule 4).
     pub stalls: u64,
     /// The most workers alive at once.
     pub peak_workers: usize,
@@ -755,7 +756,11 @@ impl Builder {
     }
 
     /// Workers started as soon as calls are queued, before the watchdog is
-    /// needed (default: the number of CPUs).
+    /// needed (default: the number of CPUs). After short calls it is also
+    /// how many workers are kept awake: idle workers past that stay parked
+    /// (they would only compete for the CPUs) until the watchdog finds a
+    /// call blocked and wakes them. Without the watchdog every idle worker
+    /// is woken as calls come.
     pub fn eager_workers(mut self, n: usize) -> Builder {
         self.config.eager_workers = n;
         self.config.spinners = n.clamp(1, parallelism());

@@ -106,6 +106,40 @@ pub fn invisible_blocking_is_resolved_by_the_watchdog(make: &MakeBuilder) {
     assert!(stats.peak_workers >= 2 && stats.peak_workers <= 4, "{stats:?}");
 }
 
+pub fn invisible_blocking_after_short_calls_wakes_an_idle_worker(make: &MakeBuilder) {
+    // After short calls only `eager_workers` workers are woken at once; the
+    // rest stay parked. A call that then blocks invisibly must still get its
+    // partner a thread: the watchdog wakes a parked worker (it starts no new
+    // one while idle workers are left).
+    let rt = make()
+        .max_workers(8)
+        .eager_workers(1)
+        .keep_alive(Duration::MAX)
+        .build()
+        .unwrap();
+    // Four calls that meet at a barrier kasync cannot see: four workers.
+    let meet = Arc::new(std::sync::Barrier::new(4));
+    for _ in 0..4 {
+        let meet = meet.clone();
+        rt.schedule(move |_| {
+            meet.wait();
+        });
+    }
+    rt.synchronize_full().wait_no_help().unwrap();
+    assert_eq!(rt.stats().spawned, 4);
+    // Short calls: now only one worker is woken at a time.
+    for _ in 0..1000 {
+        rt.schedule(|_| {});
+    }
+    rt.synchronize_full().wait_no_help().unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    rt.schedule(move |_| rx.recv().unwrap());
+    rt.schedule(move |_| tx.send(()).unwrap());
+    rt.synchronize_full().wait_no_help().unwrap();
+    let stats = rt.stats();
+    assert_eq!((stats.spawned, stats.workers), (4, 4), "{stats:?}");
+}
+
 pub fn huge_backlog_is_drained_by_helping_without_overflow(make: &MakeBuilder) {
     let rt = make().max_workers(1).build().unwrap();
     let gate = Gate::new();

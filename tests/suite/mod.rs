@@ -50,6 +50,7 @@ macro_rules! conformance {
             growth::ten_thousand_predecessor_waits_with_one_worker,
             growth::cross_domain_chains_finish_with_a_small_cap,
             growth::invisible_blocking_is_resolved_by_the_watchdog,
+            growth::invisible_blocking_after_short_calls_wakes_an_idle_worker,
             growth::huge_backlog_is_drained_by_helping_without_overflow,
             growth::cap_is_never_exceeded_and_idle_workers_shrink,
             growth::helping_respects_help_depth,
