@@ -11,6 +11,9 @@
 //! reports the refusals in `stats().spawn_failures`, never starts more than N
 //! threads, and every thread it did start returns once the runtime is gone.
 //!
+//! A refused stall-watchdog thread must not strand calls either: the parked
+//! workers it would have woken are woken at once.
+//!
 //! Scenarios that cannot finish without a worker (a call blocking on a channel
 //! that only a later call feeds, or a `wait_no_help` with no thread to run the
 //! calls) are deliberately not here.
@@ -333,4 +336,74 @@ fn dropping_the_runtime_releases_idle_workers_whatever_keep_alive() {
             .unwrap();
         assert_eq!(*returned, counts.started.load(Ordering::SeqCst), "round {round}");
     }
+}
+
+/// [`Threads`], except that the stall watchdog's thread is always refused.
+struct NoWatchdog;
+
+impl Executor for NoWatchdog {
+    fn name(&self) -> &'static str {
+        "threads-without-watchdog"
+    }
+
+    fn spawn_worker(&self, spec: WorkerSpec, body: Box<dyn FnOnce() + Send + 'static>) -> io::Result<()> {
+        if spec.name.ends_with("-watchdog") {
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, "no watchdog (injected)"));
+        }
+        Threads.spawn_worker(spec, body)
+    }
+
+    fn spawn_future(&self, future: ExecutorFuture) {
+        Threads.spawn_future(future)
+    }
+}
+
+/// After short calls only `eager_workers` workers are kept awake and the
+/// watchdog wakes the parked ones when a call blocks. If the watchdog's
+/// thread is refused, the parked workers are woken at once instead: a call
+/// blocking on a channel that a later call feeds still finishes.
+#[test]
+fn a_refused_watchdog_leaves_no_call_to_parked_workers() {
+    within_guard("invisible blocking without a watchdog thread", || {
+        let rt = Runtime::builder()
+            .executor(NoWatchdog)
+            .eager_workers(1)
+            .max_workers(8)
+            .keep_alive(Duration::MAX)
+            .build()
+            .unwrap();
+        // A chain of parents that wait (without helping) on a child in the
+        // next domain: each blocked parent's worker is replaced at once
+        // (rule 3), so four workers exist, idle once the chain is done.
+        fn parent(rt: Arc<Runtime>, domains: Arc<Vec<Domain>>, level: usize) {
+            if level + 1 < domains.len() {
+                let (rt2, domains2) = (rt.clone(), domains.clone());
+                domains[level + 1].schedule(move |_| parent(rt2, domains2, level + 1));
+                domains[level + 1].synchronize().wait_no_help().unwrap();
+            }
+        }
+        let rt = Arc::new(rt);
+        let domains: Arc<Vec<Domain>> = Arc::new((0..4).map(|i| rt.exclusive_domain(&format!("level-{i}"))).collect());
+        let (rt2, domains2) = (rt.clone(), domains.clone());
+        domains[0].schedule(move |_| parent(rt2, domains2, 0));
+        domains[0].synchronize().wait_no_help().unwrap();
+        assert_eq!(rt.stats().workers, 4, "{:?}", rt.stats());
+        // Short calls: from now on one worker is kept awake.
+        let short = rt.exclusive_domain("short");
+        (0..1000).for_each(|_| {
+            short.schedule(|_| {});
+        });
+        short.synchronize().wait_no_help().unwrap();
+        // Two calls that meet at a barrier kasync cannot see.
+        let meet = Arc::new(std::sync::Barrier::new(2));
+        let pair = rt.exclusive_domain("pair");
+        for meet in [meet.clone(), meet] {
+            pair.schedule(move |_| {
+                meet.wait();
+            });
+        }
+        pair.synchronize().wait_no_help().unwrap();
+        let stats = rt.stats();
+        assert_eq!((stats.spawned, stats.completed), (4, 1006), "{stats:?}");
+    });
 }

@@ -4,7 +4,8 @@
 //! Every call a worker claims costs a trip through the state lock, and with
 //! a thread scheduling short calls as fast as it can, that lock moves between
 //! cores on every call. So a worker whose last calls were short, when no
-//! idle worker waits for work, claims its share of the queue at once (the
+//! idle worker would be woken for work (none is idle, or enough are awake
+//! after short calls), claims its share of the queue at once (the
 //! lowest queued cookies, up to [`MAX_AHEAD`]), keeps the ones it does not
 //! run yet in its own [`Batch`], runs them one after the other, and records
 //! their ends in one critical section, at the latest [`FLUSH_AFTER`] after
@@ -20,9 +21,10 @@
 //! 3. and 4. Batched calls count as queued for compensation and the
 //!    watchdog (`PoolState::claimed_ahead`). A batch whose worker has been in
 //!    one call for `FLUSH_AFTER`, or is blocked in a kasync wait, is
-//!    *stranded*: idle workers, and workers the watchdog starts, take its
-//!    calls. A call queued behind a slow or stuck one is never stranded for
-//!    longer than the watchdog's tick.
+//!    *stranded*: idle workers the watchdog wakes (doubling the awake ones
+//!    per tick), and workers it starts, take its calls. They take queued
+//!    calls first, so under a steady stream a stranded call can wait
+//!    longer than a tick; a waiter that needs it takes it itself (rule 2).
 //!
 //! Without the watchdog (`no_stall_watchdog`) workers never claim ahead: a
 //! call blocked invisibly could then strand its batch for good.
@@ -72,7 +74,7 @@ impl Batch {
 
 /// Claims up to this worker's share of the queued calls into `batch` (the
 /// batch of worker `slot`), after the call it just claimed. Called with the
-/// state lock held, only when no idle worker is waiting for work.
+/// state lock held, only when no idle worker would be woken for work.
 pub(crate) fn claim_ahead(st: &mut State, slot: usize, batch: &Batch) {
     let active = st.pool.awake().max(1);
     let share = st.queued.div_ceil(active).min(MAX_AHEAD);

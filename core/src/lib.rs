@@ -34,18 +34,24 @@
 //!    [`Builder::help_depth`] calls deep per thread.
 //!    [`Barrier::wait_no_help`] and [`Builder::help`] turn this off.
 //! 3. **Compensate at once.** A worker about to block in a kasync wait it
-//!    cannot help with, while calls are queued and no worker is idle, starts
-//!    a replacement immediately.
-//! 4. **Watchdog.** While calls are queued, no worker is idle or on its way,
-//!    fewer calls started during the last [`Builder::stall_timeout`] than
-//!    workers are running, and some worker has been inside one call for that
-//!    long (sleep, I/O, foreign locks: blocking kasync cannot see), the pool
-//!    doubles. Busy workers that keep starting calls are not a stall, so
-//!    short CPU-bound calls on a loaded machine do not grow the pool. No
-//!    timer runs while nothing is queued.
+//!    cannot help with, while calls are queued, wakes an idle worker or, if
+//!    none is idle, starts a replacement immediately.
+//! 4. **Watchdog.** While calls are queued, no worker is on its way, fewer
+//!    calls started during the last [`Builder::stall_timeout`] than workers
+//!    are running, and some worker has been inside one call for that long
+//!    (sleep, I/O, foreign locks: blocking kasync cannot see), the running
+//!    workers double, parked idle workers first. Busy workers that keep
+//!    starting calls are not a stall, so short CPU-bound calls on a loaded
+//!    machine do not grow the pool. No timer runs while nothing is queued.
 //! 5. **Cap and shrink.** Never more than [`Builder::max_workers`] workers;
 //!    idle workers above [`Builder::min_workers`] exit after
 //!    [`Builder::keep_alive`].
+//!
+//! Idle workers are woken for queued calls at once, except after short
+//! calls: then at most [`Builder::eager_workers`] workers are kept awake,
+//! and rule 4 wakes more if one of them blocks. A pool that a burst of slow
+//! calls grew to hundreds of workers so runs short calls as fast as a small
+//! one.
 //!
 //! What that guarantees to finish, counting workers plus the threads that
 //! wait:

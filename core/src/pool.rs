@@ -118,11 +118,17 @@ impl PoolState {
 /// find (it wakes idle workers before it starts new ones). After long calls
 /// (which probably block) every queued call gets an idle worker at once, so
 /// a warm pool runs a boot's probes in parallel without waiting for a tick.
+///
+/// A worker still starting does not count: the executor may hold its start
+/// back (a saturated blocking pool) or drop it, and parked workers must not
+/// wait for that.
 fn may_wake_idle(shared: &Shared, st: &State) -> bool {
-    st.pool.idle_available()
-        && (!st.pool.calls_are_short
-            || shared.config.stall_timeout.is_none()
-            || st.pool.awake() < shared.config.eager_workers.max(1))
+    st.pool.idle_available() && below_wake_limit(shared, st, st.pool.awake().saturating_sub(st.pool.starting))
+}
+
+/// Whether, with `awake` workers awake, one more may be woken.
+fn below_wake_limit(shared: &Shared, st: &State, awake: usize) -> bool {
+    !st.pool.calls_are_short || shared.config.stall_timeout.is_none() || awake < shared.config.eager_workers.max(1)
 }
 
 /// Claims the watchdog's start if it has one and it is not running.
@@ -162,9 +168,13 @@ const FAN_OUT: usize = 2;
 /// is on its way to take. Batched calls always count: only their own worker
 /// (or, once stranded, an idle one the watchdog wakes) takes them.
 fn uncovered(st: &State) -> usize {
+    queued_uncovered(st) + st.pool.claimed_ahead
+}
+
+/// [`uncovered`] without the batched calls.
+fn queued_uncovered(st: &State) -> usize {
     st.queued
         .saturating_sub(st.pool.notified + st.pool.starting + st.pool.spinning)
-        + st.pool.claimed_ahead
 }
 
 /// How long an idle worker spins, watching for new calls, before it parks.
@@ -279,6 +289,11 @@ impl Drop for Reservation {
             st.counters.spawn_failures += 1;
             if self.watchdog {
                 st.pool.watchdog = false;
+                // Without the watchdog the limit on waking parked workers
+                // (see `may_wake_idle`) has nobody to lift it: wake them
+                // for every call waiting now.
+                let waiting = uncovered(&st);
+                wake_idle(&shared, &mut st, waiting);
                 shared.notify_drain(&st);
                 return;
             }
@@ -594,7 +609,13 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
             st.pool.notified = st.pool.notified.saturating_sub(1);
         }
         st.pool.notified = st.pool.notified.min(st.pool.idle);
-        if timed_out && st.queued == 0 && st.pool.workers > shared.config.min_workers {
+        // On time-out it leaves unless it is needed: calls are queued and
+        // the limit on awake workers (see `may_wake_idle`) would wake it.
+        // Without that limit, parked workers past it would take a call
+        // every `keep_alive` under a steady stream and never leave.
+        let others_awake = (st.pool.awake().saturating_sub(st.pool.starting)).saturating_sub(1);
+        let needed = st.queued > 0 && below_wake_limit(&shared, &st, others_awake);
+        if timed_out && !needed && st.pool.workers > shared.config.min_workers {
             break;
         }
     }
@@ -647,26 +668,32 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         };
         let started = st.counters.started - started_before;
         started_before = st.counters.started;
-        let stranded = match now().checked_sub(FLUSH_AFTER) {
-            Some(before) if st.pool.idle_available() => batch::stranded_calls(&st, before),
-            _ => 0,
-        };
-        if stranded > 0 {
-            // Idle workers take calls from stranded batches (see `batch.rs`);
-            // the queue may be empty, so nobody else wakes them. As many as
-            // are awake, at most: the batch may hold probes claimed after
-            // short calls, each of which blocks.
-            let awake = st.pool.awake();
-            wake_idle(&shared, &mut st, stranded.min(awake.max(1)));
+        // What waits for a thread: queued calls nobody is on the way for,
+        // and calls in batches whose worker has sat in one call for
+        // FLUSH_AFTER. (Calls a worker ran from its batch but has not
+        // recorded yet count as claimed ahead, not here.)
+        let stranded = now()
+            .checked_sub(FLUSH_AFTER)
+            .map_or(0, |before| batch::stranded_calls(&st, before));
+        let waiting = queued_uncovered(&st) + stranded;
+        if waiting == 0 || st.pool.notified > 0 {
+            // Covered, or woken workers are on their way: not a stall, even
+            // if the CPUs are too busy to run them yet.
             continue;
         }
-        if uncovered(&st) == 0 || may_wake_idle(&shared, &st) || st.pool.notified + st.pool.starting > 0 {
-            // Covered, or workers are on their way (woken, or starting): not
-            // a stall, even if the CPUs are too busy to run them yet.
-            continue;
-        }
-        // Idle workers left parked after short calls do not count.
         let running = st.pool.awake();
+        if st.pool.idle_available() && (stranded > 0 || may_wake_idle(&shared, &st)) {
+            // Parked workers take stranded calls (the queue may be empty, so
+            // nobody else wakes them; a batch may hold probes claimed after
+            // short calls, each of which blocks) or queued calls the limit
+            // allows again: as many as are awake, at most, as for a stall.
+            wake_idle(&shared, &mut st, waiting.min(running.max(1)));
+            continue;
+        }
+        if st.pool.starting > 0 {
+            // New workers are on their way.
+            continue;
+        }
         if started >= running.max(1) as u64 {
             // At least a call per running worker started this tick: the
             // workers are not stuck, only busy (or preempted on a loaded
@@ -684,7 +711,7 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         // Double the running workers (at least one more), but add no more
         // than the calls waiting for a thread. Idle workers first; new ones
         // never past the cap.
-        let want = uncovered(&st).min(running.max(1));
+        let want = waiting.min(running.max(1));
         let woken = wake_idle(&shared, &mut st, want);
         let growth = reserve_workers(&shared, &mut st, want - woken);
         if woken + growth.workers == 0 {
