@@ -68,6 +68,10 @@ pub(crate) struct PoolState {
     pub(crate) slots: Slab<WorkerSlot>,
     /// Whether the watchdog thread is running.
     pub(crate) watchdog: bool,
+    /// Whether the executor refused the last watchdog thread asked for.
+    /// Until one starts, the pool works as without a watchdog: no limit on
+    /// waking idle workers, no claiming ahead, and every batch is stranded.
+    pub(crate) watchdog_refused: bool,
     /// Reserved workers nobody has started yet. Every thread that starts
     /// workers — and every new worker, before its first call — takes from it,
     /// so a large growth step is spawned by a doubling set of threads instead
@@ -128,7 +132,13 @@ fn may_wake_idle(shared: &Shared, st: &State) -> bool {
 
 /// Whether, with `awake` workers awake, one more may be woken.
 fn below_wake_limit(shared: &Shared, st: &State, awake: usize) -> bool {
-    !st.pool.calls_are_short || shared.config.stall_timeout.is_none() || awake < shared.config.eager_workers.max(1)
+    !st.pool.calls_are_short || !watched(shared, st) || awake < shared.config.eager_workers.max(1)
+}
+
+/// Whether a watchdog watches the pool (or will, once asked): configured,
+/// and its thread not refused.
+fn watched(shared: &Shared, st: &State) -> bool {
+    shared.config.stall_timeout.is_some() && !st.pool.watchdog_refused
 }
 
 /// Claims the watchdog's start if it has one and it is not running.
@@ -289,9 +299,11 @@ impl Drop for Reservation {
             st.counters.spawn_failures += 1;
             if self.watchdog {
                 st.pool.watchdog = false;
-                // Without the watchdog the limit on waking parked workers
-                // (see `may_wake_idle`) has nobody to lift it: wake them
-                // for every call waiting now.
+                st.pool.watchdog_refused = true;
+                // Nobody would lift the limit on waking parked workers (see
+                // `may_wake_idle`) or free a stranded batch: wake them for
+                // every call waiting now, batched ones included (every batch
+                // now counts as stranded).
                 let waiting = uncovered(&st);
                 wake_idle(&shared, &mut st, waiting);
                 shared.notify_drain(&st);
@@ -637,18 +649,23 @@ fn next_call(shared: &Shared, st: &mut State, slot: usize, own: &Batch, claim_ah
         return Some(claimed);
     }
     if let Some(claimed) = st.claim_lowest() {
-        if claim_ahead && !may_wake_idle(shared, st) {
+        if claim_ahead && watched(shared, st) && !may_wake_idle(shared, st) {
             batch::claim_ahead(st, slot, own);
         }
         return Some(claimed);
     }
-    let stranded_before = now().checked_sub(FLUSH_AFTER)?;
+    let stranded_before = if st.pool.watchdog_refused {
+        now()
+    } else {
+        now().checked_sub(FLUSH_AFTER)?
+    };
     batch::steal(st, Want::Stranded { stranded_before })
 }
 
 /// Rule 4: the stall watchdog. Runs only while calls are queued.
 pub(crate) fn watchdog_main(shared: Arc<Shared>) {
     let mut st = shared.lock();
+    st.pool.watchdog_refused = false;
     let Some(tick) = shared.config.stall_timeout else {
         st.pool.watchdog = false;
         shared.notify_drain(&st);
