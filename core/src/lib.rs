@@ -48,8 +48,8 @@
 //!    [`Builder::keep_alive`].
 //!
 //! Idle workers are woken for queued calls at once, except after short
-//! calls: then at most [`Builder::eager_workers`] workers are kept awake,
-//! and rule 4 wakes more if one of them blocks. A pool that a burst of slow
+//! calls while the watchdog runs: then at most [`Builder::eager_workers`]
+//! workers are kept awake, and rule 4 wakes more if one of them blocks. A pool that a burst of slow
 //! calls grew to hundreds of workers so runs short calls as fast as a small
 //! one.
 //!

@@ -20,9 +20,10 @@
 //!    call per call.
 //!
 //! Idle workers are woken for queued calls at once, except after short
-//! calls: then no more than `eager_workers` are awake ([`may_wake_idle`]),
-//! so a pool that a boot grew to hundreds of workers runs a stream of short
-//! calls as fast as a small one, and the watchdog wakes more if one blocks.
+//! calls while the watchdog runs: then no more than `eager_workers` are
+//! awake ([`may_wake_idle`]), so a pool that a boot grew to hundreds of
+//! workers runs a stream of short calls as fast as a small one, and the
+//! watchdog wakes more if one blocks.
 //!
 //! Decisions are made under the state lock and return a [`Growth`]; threads
 //! are started by [`grow`] after the lock is released.
@@ -66,11 +67,16 @@ pub(crate) struct PoolState {
     pub(crate) waiters_spinning: usize,
     /// Per worker, keyed by the slot it got when it started.
     pub(crate) slots: Slab<WorkerSlot>,
-    /// Whether the watchdog thread is running.
+    /// Whether the watchdog thread was asked for and has not left.
     pub(crate) watchdog: bool,
+    /// Whether the watchdog thread is running its loop: asked for is not
+    /// enough (an executor may hold a thread's start back, or drop it).
+    /// Only while it runs are idle workers left parked past
+    /// `eager_workers`: it is what wakes them.
+    pub(crate) watchdog_running: bool,
     /// Whether the executor refused the last watchdog thread asked for.
-    /// Until one starts, the pool works as without a watchdog: no limit on
-    /// waking idle workers, no claiming ahead, and every batch is stranded.
+    /// Until one runs, nobody claims ahead and every batch counts as
+    /// stranded: nobody else would free a batch whose worker is stuck.
     pub(crate) watchdog_refused: bool,
     /// Reserved workers nobody has started yet. Every thread that starts
     /// workers — and every new worker, before its first call — takes from it,
@@ -125,20 +131,22 @@ impl PoolState {
 ///
 /// A worker still starting does not count: the executor may hold its start
 /// back (a saturated blocking pool) or drop it, and parked workers must not
-/// wait for that.
+/// wait for that. Nor does a watchdog asked for but not yet running.
 fn may_wake_idle(shared: &Shared, st: &State) -> bool {
     st.pool.idle_available() && below_wake_limit(shared, st, st.pool.awake().saturating_sub(st.pool.starting))
 }
 
 /// Whether, with `awake` workers awake, one more may be woken.
 fn below_wake_limit(shared: &Shared, st: &State, awake: usize) -> bool {
-    !st.pool.calls_are_short || !watched(shared, st) || awake < shared.config.eager_workers.max(1)
+    !st.pool.calls_are_short || !st.pool.watchdog_running || awake < shared.config.eager_workers.max(1)
 }
 
-/// Whether a watchdog watches the pool (or will, once asked): configured,
-/// and its thread not refused.
-fn watched(shared: &Shared, st: &State) -> bool {
-    shared.config.stall_timeout.is_some() && !st.pool.watchdog_refused
+/// Whether the limit of [`below_wake_limit`] would hold idle workers back
+/// once the watchdog runs: then it is asked for, so that the limit holds.
+fn wants_watchdog_for_limit(shared: &Shared, st: &State) -> bool {
+    st.pool.calls_are_short
+        && st.pool.idle_available()
+        && st.pool.awake().saturating_sub(st.pool.starting) >= shared.config.eager_workers.max(1)
 }
 
 /// Claims the watchdog's start if it has one and it is not running.
@@ -207,9 +215,17 @@ fn dispatch(shared: &Shared, st: &mut State, max_wake: usize) -> Growth {
         woken += 1;
     }
     let needed = uncovered(st);
-    if needed == 0 || may_wake_idle(shared, st) {
-        // Covered, or the woken workers will wake the remaining idle ones.
+    if needed == 0 {
         return Growth::default();
+    }
+    if may_wake_idle(shared, st) {
+        // The woken workers will wake the remaining idle ones. After short
+        // calls, the watchdog is asked for, so that once it runs no more
+        // than `eager_workers` are kept awake.
+        return Growth {
+            workers: 0,
+            watchdog: wants_watchdog_for_limit(shared, st) && start_watchdog(shared, st),
+        };
     }
     let mut growth = Growth::default();
     if !st.pool.idle_available() {
@@ -300,12 +316,11 @@ impl Drop for Reservation {
             if self.watchdog {
                 st.pool.watchdog = false;
                 st.pool.watchdog_refused = true;
-                // Nobody would lift the limit on waking parked workers (see
-                // `may_wake_idle`) or free a stranded batch: wake them for
-                // every call waiting now, batched ones included (every batch
-                // now counts as stranded).
-                let waiting = uncovered(&st);
-                wake_idle(&shared, &mut st, waiting);
+                // No idle worker was held back (no watchdog ran; see
+                // `may_wake_idle`), but batches may have been claimed while
+                // it was asked for: wake idle workers to take them.
+                let batched = st.pool.claimed_ahead;
+                wake_idle(&shared, &mut st, batched);
                 shared.notify_drain(&st);
                 return;
             }
@@ -314,8 +329,7 @@ impl Drop for Reservation {
             shared.notify_drain(&st);
             // The call this worker was for still needs a thread: the watchdog
             // retries every tick instead of waiting for another schedule.
-            if uncovered(&st) > 0 && shared.config.stall_timeout.is_some() && !st.pool.watchdog {
-                st.pool.watchdog = true;
+            if uncovered(&st) > 0 && start_watchdog(&shared, &mut st) {
                 drop(st);
                 grow(
                     &shared,
@@ -649,7 +663,10 @@ fn next_call(shared: &Shared, st: &mut State, slot: usize, own: &Batch, claim_ah
         return Some(claimed);
     }
     if let Some(claimed) = st.claim_lowest() {
-        if claim_ahead && watched(shared, st) && !may_wake_idle(shared, st) {
+        // Only with a watchdog asked for: it stays until no batch is left,
+        // and frees a batch whose worker is stuck.
+        let watched = (st.pool.watchdog && !st.pool.watchdog_refused) || shared.config.claim_ahead_unwatched;
+        if claim_ahead && watched && !may_wake_idle(shared, st) {
             batch::claim_ahead(st, slot, own);
         }
         return Some(claimed);
@@ -665,15 +682,20 @@ fn next_call(shared: &Shared, st: &mut State, slot: usize, own: &Batch, claim_ah
 /// Rule 4: the stall watchdog. Runs only while calls are queued.
 pub(crate) fn watchdog_main(shared: Arc<Shared>) {
     let mut st = shared.lock();
-    st.pool.watchdog_refused = false;
     let Some(tick) = shared.config.stall_timeout else {
         st.pool.watchdog = false;
         shared.notify_drain(&st);
         return;
     };
+    // A tick too long to express is a watchdog that never fires: it does
+    // not count as watching (nobody would wake a parked worker).
+    st.pool.watchdog_running = now().checked_add(tick).is_some();
+    st.pool.watchdog_refused = false;
     let mut started_before = st.counters.started;
     loop {
         if st.queued == 0 && st.pool.claimed_ahead == 0 {
+            // Nothing waits: no idle worker is held back, no batch is left.
+            st.pool.watchdog_running = false;
             st.pool.watchdog = false;
             shared.notify_drain(&st);
             return;
@@ -707,10 +729,6 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
             wake_idle(&shared, &mut st, waiting.min(running.max(1)));
             continue;
         }
-        if st.pool.starting > 0 {
-            // New workers are on their way.
-            continue;
-        }
         if started >= running.max(1) as u64 {
             // At least a call per running worker started this tick: the
             // workers are not stuck, only busy (or preempted on a loaded
@@ -730,7 +748,13 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         // never past the cap.
         let want = waiting.min(running.max(1));
         let woken = wake_idle(&shared, &mut st, want);
-        let growth = reserve_workers(&shared, &mut st, want - woken);
+        // New workers only once those asked for before have started (an
+        // executor may hold starts back); parked ones are woken regardless.
+        let growth = if st.pool.starting > 0 {
+            Growth::default()
+        } else {
+            reserve_workers(&shared, &mut st, want - woken)
+        };
         if woken + growth.workers == 0 {
             continue;
         }
