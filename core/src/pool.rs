@@ -561,7 +561,12 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
     observe::worker_started(&shared);
     pay_spawn_debt(&shared);
     // Claiming ahead relies on the watchdog to free a stranded batch.
-    let may_claim_ahead = shared.config.stall_timeout.is_some() || shared.config.claim_ahead_unwatched;
+    // (A tick too long to express is a watchdog that never fires.)
+    let may_claim_ahead = shared
+        .config
+        .stall_timeout
+        .is_some_and(|tick| now().checked_add(tick).is_some())
+        || shared.config.claim_ahead_unwatched;
     // Whether the last run of calls ended within FLUSH_AFTER: short calls.
     let mut short_calls = false;
     // Whether this worker's last calls took less than SPIN_FOR each: only
@@ -617,7 +622,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
             spin_until_changed(&shared.enqueued, seen, SPIN_FOR);
             st = shared.lock();
             st.pool.spinning -= 1;
-            if st.queued > 0 || st.shutdown {
+            if st.queued > 0 || st.shutdown || has_stranded_calls(&st) {
                 // Take the call, or leave: a shutdown's wake-up may have
                 // come while this worker was spinning, not waiting.
                 continue;
@@ -640,7 +645,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         // Without that limit, parked workers past it would take a call
         // every `keep_alive` under a steady stream and never leave.
         let others_awake = (st.pool.awake().saturating_sub(st.pool.starting)).saturating_sub(1);
-        let needed = st.queued > 0 && below_wake_limit(&shared, &st, others_awake);
+        let needed = (st.queued > 0 && below_wake_limit(&shared, &st, others_awake)) || has_stranded_calls(&st);
         if timed_out && !needed && st.pool.workers > shared.config.min_workers {
             break;
         }
@@ -671,12 +676,29 @@ fn next_call(shared: &Shared, st: &mut State, slot: usize, own: &Batch, claim_ah
         }
         return Some(claimed);
     }
-    let stranded_before = if st.pool.watchdog_refused {
-        now()
+    batch::steal(
+        st,
+        Want::Stranded {
+            stranded_before: stranded_before(st)?,
+        },
+    )
+}
+
+/// Batches whose worker started its current run before this are stranded:
+/// `FLUSH_AFTER` ago, or now if no watchdog will come to free them.
+fn stranded_before(st: &State) -> Option<Instant> {
+    if st.pool.watchdog_refused {
+        Some(now())
     } else {
-        now().checked_sub(FLUSH_AFTER)?
-    };
-    batch::steal(st, Want::Stranded { stranded_before })
+        now().checked_sub(FLUSH_AFTER)
+    }
+}
+
+/// Whether an idle worker would find a call in a stranded batch: it looks
+/// before it parks or leaves, as it looks at the queue (after a refused
+/// watchdog nothing else would wake it for one).
+fn has_stranded_calls(st: &State) -> bool {
+    stranded_before(st).is_some_and(|before| batch::stranded_calls(st, before) > 0)
 }
 
 /// Rule 4: the stall watchdog. Runs only while calls are queued.

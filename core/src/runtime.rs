@@ -321,6 +321,11 @@ impl Shared {
         if st.drain_waiters > 0 && (st.pending == 0 || st.pool.workers == 0 || work_for_runners) {
             self.drain_cv.notify_all();
         }
+        if st.shutdown && st.pool.watchdog && st.queued == 0 && st.pool.claimed_ahead == 0 {
+            // The watchdog leaves once nothing is queued, but looks only
+            // every tick: a long tick would hold the drain up.
+            self.watchdog_cv.notify_all();
+        }
     }
 
     /// Shuts the runtime down: runs or waits for every unfinished call, in

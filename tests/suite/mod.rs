@@ -80,6 +80,7 @@ macro_rules! conformance {
             shutdown::shutdown_inside_an_own_call_is_refused,
             shutdown::shutdown_timeout_runs_no_call_itself,
             shutdown::last_handle_dropped_on_an_own_thread_does_not_hang,
+            shutdown::shutdown_does_not_wait_for_a_long_watchdog_tick,
             foreign::a_barrier_polled_then_waited_drops_its_waker_outside_the_lock,
             foreign::an_item_polled_then_waited_drops_its_waker_outside_the_lock,
             foreign::an_observed_item_wait_outlives_its_domain,

@@ -181,3 +181,30 @@ pub fn last_handle_dropped_on_an_own_thread_does_not_hang(make: &MakeBuilder) {
     rx.recv_timeout(HANG)
         .expect("dropping the runtime with an async call's state returned");
 }
+
+/// A watchdog with a long tick does not hold a shutdown up: it learns that
+/// nothing is queued any more when the last call ends, not a tick later.
+pub fn shutdown_does_not_wait_for_a_long_watchdog_tick(make: &MakeBuilder) {
+    let rt = make()
+        .max_workers(1)
+        .eager_workers(1)
+        .stall_timeout(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let gate = super::gate::Gate::new();
+    let (g, ran) = (gate.clone(), counter());
+    let (ran1, ran2) = (ran.clone(), ran.clone());
+    rt.schedule(move |_| {
+        g.wait();
+        ran1.fetch_add(1, Ordering::SeqCst);
+    });
+    // Queued behind the only worker, so the watchdog is asked for. The
+    // shutdown runs it on this thread, which lets the first call end while
+    // the shutdown is under way.
+    rt.schedule(move |_| {
+        gate.open();
+        ran2.fetch_add(1, Ordering::SeqCst);
+    });
+    rt.shutdown().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+}
