@@ -119,6 +119,12 @@ impl PoolState {
             .saturating_sub(self.idle - self.notified)
             .saturating_sub(self.blocked)
     }
+
+    /// [`PoolState::awake`] without the workers still starting: what the
+    /// limit on waking idle workers counts (see [`may_wake_idle`]).
+    fn awake_started(&self) -> usize {
+        self.awake().saturating_sub(self.starting)
+    }
 }
 
 /// Whether to wake an idle worker for a queued call now. Only while fewer
@@ -133,20 +139,23 @@ impl PoolState {
 /// back (a saturated blocking pool) or drop it, and parked workers must not
 /// wait for that. Nor does a watchdog asked for but not yet running.
 fn may_wake_idle(shared: &Shared, st: &State) -> bool {
-    st.pool.idle_available() && below_wake_limit(shared, st, st.pool.awake().saturating_sub(st.pool.starting))
+    st.pool.idle_available() && below_wake_limit(shared, st, st.pool.awake_started())
 }
 
 /// Whether, with `awake` workers awake, one more may be woken.
 fn below_wake_limit(shared: &Shared, st: &State, awake: usize) -> bool {
-    !st.pool.calls_are_short || !st.pool.watchdog_running || awake < shared.config.eager_workers.max(1)
+    !st.pool.calls_are_short || !st.pool.watchdog_running || !enough_awake(shared, awake)
+}
+
+/// Whether `awake` workers are as many as short calls need.
+fn enough_awake(shared: &Shared, awake: usize) -> bool {
+    awake >= shared.config.eager_workers.max(1)
 }
 
 /// Whether the limit of [`below_wake_limit`] would hold idle workers back
 /// once the watchdog runs: then it is asked for, so that the limit holds.
 fn wants_watchdog_for_limit(shared: &Shared, st: &State) -> bool {
-    st.pool.calls_are_short
-        && st.pool.idle_available()
-        && st.pool.awake().saturating_sub(st.pool.starting) >= shared.config.eager_workers.max(1)
+    st.pool.calls_are_short && st.pool.idle_available() && enough_awake(shared, st.pool.awake_started())
 }
 
 /// Claims the watchdog's start if it has one and it is not running.
@@ -561,12 +570,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
     observe::worker_started(&shared);
     pay_spawn_debt(&shared);
     // Claiming ahead relies on the watchdog to free a stranded batch.
-    // (A tick too long to express is a watchdog that never fires.)
-    let may_claim_ahead = shared
-        .config
-        .stall_timeout
-        .is_some_and(|tick| now().checked_add(tick).is_some())
-        || shared.config.claim_ahead_unwatched;
+    let may_claim_ahead = shared.config.stall_timeout.is_some() || shared.config.claim_ahead_unwatched;
     // Whether the last run of calls ended within FLUSH_AFTER: short calls.
     let mut short_calls = false;
     // Whether this worker's last calls took less than SPIN_FOR each: only
@@ -644,7 +648,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         // the limit on awake workers (see `may_wake_idle`) would wake it.
         // Without that limit, parked workers past it would take a call
         // every `keep_alive` under a steady stream and never leave.
-        let others_awake = (st.pool.awake().saturating_sub(st.pool.starting)).saturating_sub(1);
+        let others_awake = st.pool.awake_started().saturating_sub(1);
         let needed = (st.queued > 0 && below_wake_limit(&shared, &st, others_awake)) || has_stranded_calls(&st);
         if timed_out && !needed && st.pool.workers > shared.config.min_workers {
             break;
@@ -698,7 +702,12 @@ fn stranded_before(st: &State) -> Option<Instant> {
 /// before it parks or leaves, as it looks at the queue (after a refused
 /// watchdog nothing else would wake it for one).
 fn has_stranded_calls(st: &State) -> bool {
-    stranded_before(st).is_some_and(|before| batch::stranded_calls(st, before) > 0)
+    stranded_calls_now(st) > 0
+}
+
+/// How many calls sit in batches stranded as of now.
+fn stranded_calls_now(st: &State) -> usize {
+    stranded_before(st).map_or(0, |before| batch::stranded_calls(st, before))
 }
 
 /// Rule 4: the stall watchdog. Runs only while calls are queued.
@@ -709,9 +718,7 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         shared.notify_drain(&st);
         return;
     };
-    // A tick too long to express is a watchdog that never fires: it does
-    // not count as watching (nobody would wake a parked worker).
-    st.pool.watchdog_running = now().checked_add(tick).is_some();
+    st.pool.watchdog_running = true;
     st.pool.watchdog_refused = false;
     let mut started_before = st.counters.started;
     loop {
@@ -733,9 +740,7 @@ pub(crate) fn watchdog_main(shared: Arc<Shared>) {
         // and calls in batches whose worker has sat in one call for
         // FLUSH_AFTER. (Calls a worker ran from its batch but has not
         // recorded yet count as claimed ahead, not here.)
-        let stranded = now()
-            .checked_sub(FLUSH_AFTER)
-            .map_or(0, |before| batch::stranded_calls(&st, before));
+        let stranded = stranded_calls_now(&st);
         let waiting = queued_uncovered(&st) + stranded;
         if waiting == 0 || st.pool.notified > 0 {
             // Covered, or woken workers are on their way: not a stall, even

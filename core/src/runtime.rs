@@ -698,7 +698,8 @@ impl Builder {
     /// How long a worker may sit inside one call, while other calls are
     /// queued and no worker is idle, before the watchdog adds workers
     /// (default 200 µs). Shorter finds blocked workers sooner; longer starts
-    /// fewer threads for CPU-bound calls.
+    /// fewer threads for CPU-bound calls. A duration too long to express as
+    /// a deadline means no watchdog, as [`Builder::no_stall_watchdog`].
     pub fn stall_timeout(mut self, d: Duration) -> Builder {
         self.config.stall_timeout = Some(d);
         self
@@ -796,7 +797,7 @@ impl Builder {
     /// inside a tokio runtime, then `threads`, `smol`, `async-std`, and
     /// finally `tokio` (which then fails: no tokio runtime to attach to).
     pub fn build(self) -> Result<Runtime, BuildError> {
-        let config = self.config;
+        let mut config = self.config;
         if config.max_workers == 0 {
             return Err(BuildError::InvalidConfig("max_workers must be at least 1"));
         }
@@ -808,6 +809,15 @@ impl Builder {
         }
         if config.stall_timeout == Some(Duration::ZERO) {
             return Err(BuildError::InvalidConfig("stall_timeout must be longer than zero"));
+        }
+        if config
+            .stall_timeout
+            .is_some_and(|tick| now().checked_add(tick).is_none())
+        {
+            // A tick too long to express is a watchdog that never fires: no
+            // watchdog at all (the pool then claims no calls ahead and keeps
+            // no idle worker parked for one).
+            config.stall_timeout = None;
         }
         let executor = match self.executor {
             Some(e) => e,
