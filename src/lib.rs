@@ -89,16 +89,37 @@ static GLOBAL: OnceLock<Runtime> = OnceLock::new();
 
 /// The global runtime, built with default settings on first use.
 ///
+/// Its adapter comes from the enabled features alone, never from the
+/// calling thread, since it lives as long as the process: `threads`, else
+/// `smol`, else `async-std`, else `tokio` on a tokio runtime of kasync's
+/// own ([`executor::Tokio::dedicated`]). It never binds to a tokio runtime
+/// that happens to be current when it is first used, which may end first
+/// (a `#[tokio::test]`'s does). Build your own [`Runtime`] to run on your
+/// tokio runtime.
+///
 /// # Panics
 ///
-/// If no executor adapter can be built here: for example with only the
-/// `tokio` feature enabled, when first used outside a tokio runtime. Build
-/// your own [`Runtime`] to handle that as an error.
+/// If the adapter cannot be built (no feature enabled, or the tokio runtime
+/// could not start). Build your own [`Runtime`] to handle that as an error.
 pub fn runtime() -> &'static Runtime {
-    GLOBAL.get_or_init(|| match Runtime::new() {
+    GLOBAL.get_or_init(|| match build_global() {
         Ok(rt) => rt,
         Err(e) => panic!("kasync: cannot build the global runtime: {e}"),
     })
+}
+
+/// The global runtime's adapter, by feature (see [`runtime`]).
+#[allow(unreachable_code)]
+fn build_global() -> Result<Runtime, BuildError> {
+    #[cfg(feature = "threads")]
+    return Runtime::builder().executor(executor::Threads).build();
+    #[cfg(feature = "smol")]
+    return Runtime::builder().executor(executor::Smol).build();
+    #[cfg(feature = "async-std")]
+    return Runtime::builder().executor(executor::AsyncStd).build();
+    #[cfg(feature = "tokio")]
+    return Runtime::builder().executor(executor::Tokio::dedicated()?).build();
+    Err(BuildError::NoExecutor)
 }
 
 /// Schedules `f` in the global runtime's default domain (the kernel's

@@ -111,3 +111,25 @@ async fn shutdown_on_a_current_thread_runtime_is_refused_and_loses_nothing() {
     go_tx.send(()).unwrap();
     done_rx.await.expect("the call still ran after the refused shutdown");
 }
+
+/// Bug: on a tokio current-thread runtime (the default of `#[tokio::test]`)
+/// blocking waits were refused on its `spawn_blocking` threads too, although
+/// blocking there stalls nothing. The runtime's own thread still refuses.
+#[tokio::test]
+async fn blocking_wait_on_a_current_thread_runtimes_blocking_thread_is_allowed() {
+    let rt = Runtime::new().unwrap();
+    assert_eq!(rt.executor_name(), "tokio");
+    let domain = rt.default_domain().clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.schedule(move |_| tx.send(()).unwrap());
+    let d = domain.clone();
+    let result = tokio::task::spawn_blocking(move || d.synchronize().wait())
+        .await
+        .unwrap();
+    assert_eq!(result, Ok(()));
+    assert_eq!(rx.try_recv(), Ok(()), "the call ran before the barrier returned");
+    match domain.synchronize().wait() {
+        Err(SyncError::BlockingNotAllowed { executor, .. }) => assert_eq!(executor, "tokio"),
+        other => panic!("expected BlockingNotAllowed on the runtime's own thread, got {other:?}"),
+    }
+}

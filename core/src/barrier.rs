@@ -95,11 +95,12 @@ pub struct Barrier {
     _domain: Option<Domain>,
     /// When an observed `.await` first found the barrier pending.
     pending_since: Option<Instant>,
+    /// Whether `poll` returned `Ready` ([`FusedFuture::is_terminated`]).
+    terminated: bool,
 }
 
 impl Barrier {
     pub(crate) fn new(shared: Arc<Shared>, scope: Scope, below: u64, domain: Option<Domain>) -> Barrier {
-        shared.flush_unrecorded();
         let waiter = shared.lock().add_waiter(scope, below);
         Barrier {
             shared,
@@ -108,6 +109,7 @@ impl Barrier {
             result: if waiter.is_none() { Some(Ok(())) } else { None },
             _domain: domain,
             pending_since: None,
+            terminated: false,
         }
     }
 
@@ -119,16 +121,14 @@ impl Barrier {
             result: Some(Ok(())),
             _domain: None,
             pending_since: None,
+            terminated: false,
         }
     }
 
     /// Whether the barrier's calls have all finished, without waiting.
     pub fn is_done(&self) -> bool {
         match self.waiter {
-            Some(id) => {
-                self.shared.flush_unrecorded();
-                self.shared.lock().waiter_done(id)
-            }
+            Some(id) => self.shared.lock().waiter_done(id),
             None => true,
         }
     }
@@ -166,13 +166,23 @@ impl Barrier {
         })
     }
 
-    fn finish(&mut self, st: &mut State, id: WaiterId, result: Result<(), SyncError>) -> Result<(), SyncError> {
-        match &result {
-            Ok(()) | Err(SyncError::Panicked(_)) => {}
-            Err(_) => drop(st.remove_waiter(id)),
-        }
+    /// Records the barrier's result. An error other than a panic leaves
+    /// the registration in place; it is removed here, and dropped (it may
+    /// hold a waker: foreign code) after the lock is released.
+    fn finish(
+        &mut self,
+        mut st: MutexGuard<'_, State>,
+        id: WaiterId,
+        result: Result<(), SyncError>,
+    ) -> Result<(), SyncError> {
+        let registration = match &result {
+            Ok(()) | Err(SyncError::Panicked(_)) => Wake::Nobody,
+            Err(_) => st.remove_waiter(id),
+        };
         self.waiter = None;
         self.result = Some(result.clone());
+        drop(st);
+        drop(registration);
         result
     }
 
@@ -196,14 +206,13 @@ impl Barrier {
         let Some(id) = self.waiter else {
             return self.result.clone().unwrap_or(Ok(()));
         };
-        shared.flush_unrecorded();
         let mut st = shared.lock();
         if st.waiter_done(id) {
             let result = st.take_result(id);
-            return self.finish(&mut st, id, result);
+            return self.finish(st, id, result);
         }
         if let Some(waiter) = self.own_call(&st, id) {
-            return self.finish(&mut st, id, Err(SyncError::WouldDeadlock { waiter }));
+            return self.finish(st, id, Err(SyncError::WouldDeadlock { waiter }));
         }
         block_permitted(&shared, st, permission, |st| {
             self.block_here(&shared, st, id, help, deadline)
@@ -240,7 +249,7 @@ impl Barrier {
         } else {
             Err(SyncError::TimedOut)
         };
-        self.finish(&mut st, id, result)
+        self.finish(st, id, result)
     }
 }
 
@@ -250,10 +259,10 @@ impl Future for Barrier {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let Some(id) = this.waiter else {
+            this.terminated = true;
             return Poll::Ready(this.result.clone().unwrap_or(Ok(())));
         };
         let shared = this.shared.clone();
-        shared.flush_unrecorded();
         let mut st = shared.lock();
         if st.waiter_done(id) {
             let observed = this.pending_since.and_then(|since| {
@@ -262,15 +271,16 @@ impl Future for Barrier {
                 observe::wait_finished(&st, scope, below, None, Some(since))
             });
             let result = st.take_result(id);
-            let result = this.finish(&mut st, id, result);
-            drop(st);
+            let result = this.finish(st, id, result);
             if let Some(finished) = observed {
                 finished.report(&shared, 0, false);
             }
+            this.terminated = true;
             return Poll::Ready(result);
         }
         if let Some(waiter) = this.own_call(&st, id) {
-            return Poll::Ready(this.finish(&mut st, id, Err(SyncError::WouldDeadlock { waiter })));
+            this.terminated = true;
+            return Poll::Ready(this.finish(st, id, Err(SyncError::WouldDeadlock { waiter })));
         }
         if this.pending_since.is_none() {
             this.pending_since = observe::wait_started(&shared);
@@ -283,8 +293,10 @@ impl Future for Barrier {
 }
 
 impl FusedFuture for Barrier {
+    /// True once `poll` has returned `Ready`; a barrier done when it was
+    /// made is not terminated until it is polled, so `select!` polls it.
     fn is_terminated(&self) -> bool {
-        self.waiter.is_none()
+        self.terminated
     }
 }
 

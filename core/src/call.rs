@@ -8,11 +8,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::context::{AsyncPollGuard, Frame, FrameGuard};
+use crate::context::{self, AsyncPollGuard, Frame, FrameGuard};
 use crate::domain::DomainId;
 use crate::inline_fn::BlockingFn;
 use crate::item::ItemCall;
 use crate::observe::{self, CallObserver};
+use crate::pool::{self, BlockedWorker};
 use crate::runtime::Shared;
 use crate::Cookie;
 
@@ -53,15 +54,27 @@ pub(crate) struct Claimed {
     pub(crate) body: Body,
 }
 
-/// Turns a panic payload into a message.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
+/// Turns a panic payload into a message, and drops the payload where its
+/// own `Drop` may panic too (a payload is any value): that second panic is
+/// contained, and a third (the second one's payload panicking on drop) is
+/// avoided by leaking that payload. A worker never unwinds out of a call.
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> Arc<str> {
+    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
         Arc::from(*s)
     } else if let Some(s) = payload.downcast_ref::<String>() {
         Arc::from(s.as_str())
     } else {
         Arc::from("<non-string panic payload>")
+    };
+    if let Err(second) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
     }
+    message
+}
+
+/// Runs `f`, catching a panic as its message.
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Arc<str>> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(panic_message)
 }
 
 /// Runs a claimed call on this thread. Returns its outcome when it finished
@@ -78,27 +91,21 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
     let guard = FrameGuard::enter(frame);
     let finished = match call.body {
         Body::Blocking(f) => {
-            let result = panic::catch_unwind(AssertUnwindSafe(move || f.call(call.cookie)));
+            let result = catch(move || f.call(call.cookie));
             drop(guard);
-            Some(result.map_err(|payload| panic_message(&*payload)).into())
+            Some(result.into())
         }
         Body::Item(item) => {
-            let result = panic::catch_unwind(AssertUnwindSafe(|| item.run(call.cookie)));
-            let outcome = result.map_err(|payload| panic_message(&*payload));
+            let outcome = catch(|| item.run(call.cookie));
             if item.is_detached() {
                 // The seed's kfree flag: freed before the call counts as
                 // finished, so a barrier over it returns after the free. The
                 // free still runs inside the call's frame: a `Drop` that
                 // waits on the runtime (or drops its last handle) is refused
                 // as a self-wait instead of hanging.
-                let freed = panic::catch_unwind(AssertUnwindSafe(|| item.free()));
+                let freed = catch(|| item.free());
                 drop(guard);
-                let outcome = match (outcome, freed) {
-                    (Err(message), _) => Err(message),
-                    (Ok(()), Err(payload)) => Err(panic_message(&*payload)),
-                    (Ok(()), Ok(())) => Ok(()),
-                };
-                Some(outcome.into())
+                Some(outcome.and(freed).into())
             } else {
                 drop(guard);
                 Some(Finished {
@@ -108,7 +115,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
             }
         }
         Body::Async(make) => {
-            let made = panic::catch_unwind(AssertUnwindSafe(move || make(call.cookie)));
+            let made = catch(move || make(call.cookie));
             drop(guard);
             match made {
                 Ok(future) => {
@@ -116,13 +123,14 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
                     let future = CallFuture {
                         shared: Some(shared.clone()),
                         frame,
-                        future,
+                        future: Some(future),
                         observer: Some(observer),
+                        blocked: None,
                     };
                     shared.executor.spawn_future(Box::pin(future));
                     return None;
                 }
-                Err(payload) => Some(Err(panic_message(&*payload)).into()),
+                Err(message) => Some(Err(message).into()),
             }
         }
     };
@@ -139,9 +147,25 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
 struct CallFuture {
     shared: Option<Arc<Shared>>,
     frame: Frame,
-    future: BoxFuture,
+    /// Dropped (inside `catch`: its `Drop` is user code) when it completes.
+    future: Option<BoxFuture>,
     /// Taken when the call finishes.
     observer: Option<CallObserver>,
+    /// Set while the kasync worker polling it waits for it to be woken:
+    /// on an executor that polls futures on the caller (threads), a
+    /// pending poll blocks that worker, so rule 3 replaces it.
+    blocked: Option<BlockedWorker>,
+}
+
+impl CallFuture {
+    /// The worker polling this future, if a pending poll blocks it.
+    fn blocking_worker(shared: &Shared) -> Option<usize> {
+        if shared.executor.polls_futures_on_caller() {
+            context::worker_slot(shared.id())
+        } else {
+            None
+        }
+    }
 }
 
 impl Future for CallFuture {
@@ -149,20 +173,39 @@ impl Future for CallFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if this.shared.is_none() {
+        let (Some(shared), Some(future)) = (this.shared.clone(), this.future.as_mut()) else {
             return Poll::Ready(());
+        };
+        if let Some(worker) = this.blocked.take() {
+            pool::unblock_worker(&mut shared.lock(), worker);
         }
         let result = {
             let _span = this.observer.as_ref().map(CallObserver::enter);
             let _frame = FrameGuard::enter(this.frame);
             let _poll = AsyncPollGuard::enter();
-            let future = &mut this.future;
-            panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)))
+            catch(|| future.as_mut().poll(cx))
         };
         let outcome = match result {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(())) => Ok(()),
-            Err(payload) => Err(panic_message(&*payload)),
+            Ok(Poll::Pending) => {
+                if let Some(slot) = Self::blocking_worker(&shared) {
+                    let (st, worker) = pool::block_worker(&shared, shared.lock(), slot);
+                    drop(st);
+                    this.blocked = Some(worker);
+                }
+                return Poll::Pending;
+            }
+            Ok(Poll::Ready(())) => {
+                let future = this.future.take();
+                let _frame = FrameGuard::enter(this.frame);
+                catch(move || drop(future))
+            }
+            Err(message) => {
+                let future = this.future.take();
+                let _frame = FrameGuard::enter(this.frame);
+                // The first panic is the one to report.
+                let _ = catch(move || drop(future));
+                Err(message)
+            }
         };
         if let Some(shared) = this.shared.take() {
             if let Some(observer) = this.observer.take() {
@@ -176,7 +219,13 @@ impl Future for CallFuture {
 
 impl Drop for CallFuture {
     fn drop(&mut self) {
+        if let (Some(shared), Some(worker)) = (&self.shared, self.blocked.take()) {
+            pool::unblock_worker(&mut shared.lock(), worker);
+        }
         if let Some(shared) = self.shared.take() {
+            // Its own `Drop` is user code: contained, like a panic in a poll.
+            let future = self.future.take();
+            let _ = catch(move || drop(future));
             if let Some(observer) = self.observer.take() {
                 observer.finished(&shared, true);
             }

@@ -10,7 +10,6 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use crate::call::Finished;
 use crate::domain::DomainId;
 use crate::sync::{thread_local, Condvar};
 use crate::Cookie;
@@ -33,42 +32,6 @@ thread_local! {
     static IN_ASYNC_POLL: Cell<bool> = Cell::new(false);
     /// The condition variable this thread parks on in blocking waits.
     static PARKING: Arc<Condvar> = Arc::new(Condvar::new());
-    static UNRECORDED: RefCell<Unrecorded> = RefCell::new(Unrecorded::default());
-}
-
-/// Calls a worker ran from a batch whose ends it has not recorded yet (see
-/// `batch.rs`): recorded together, or before this thread waits on kasync.
-#[derive(Default)]
-pub(crate) struct Unrecorded {
-    calls: Vec<(DomainId, Cookie, Option<Finished>)>,
-    /// How many of them it took from its batch without the state lock.
-    from_batch: usize,
-}
-
-/// Adds a call this worker ran to its unrecorded ones.
-pub(crate) fn push_unrecorded(domain: DomainId, cookie: Cookie, finished: Option<Finished>, from_batch: bool) {
-    UNRECORDED.with(|u| {
-        let mut u = u.borrow_mut();
-        u.calls.push((domain, cookie, finished));
-        u.from_batch += usize::from(from_batch);
-    });
-}
-
-/// Whether this thread has calls to record.
-pub(crate) fn has_unrecorded() -> bool {
-    UNRECORDED.with(|u| !u.borrow().calls.is_empty())
-}
-
-/// Hands this thread's unrecorded calls to `record` (with the count taken
-/// from the batch), keeping the buffer for the next ones.
-pub(crate) fn drain_unrecorded(
-    record: impl FnOnce(usize, &mut dyn Iterator<Item = (DomainId, Cookie, Option<Finished>)>),
-) {
-    UNRECORDED.with(|u| {
-        let mut u = u.borrow_mut();
-        let from_batch = std::mem::take(&mut u.from_batch);
-        record(from_batch, &mut u.calls.drain(..));
-    });
 }
 
 /// The condition variable this thread blocks on, made once per thread.

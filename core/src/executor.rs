@@ -65,6 +65,15 @@ pub trait Executor: Send + Sync + 'static {
     fn block_in_place(&self, f: &mut dyn FnMut()) {
         f()
     }
+
+    /// Whether [`Executor::spawn_future`] polls the future to completion on
+    /// the calling thread, blocking it while the future is pending (default
+    /// `false`). kasync then counts one of its workers parked in a pending
+    /// poll as blocked, and replaces it (rule 3), as for a blocking wait:
+    /// `.await` inside an async call never holds the pool's last thread.
+    fn polls_futures_on_caller(&self) -> bool {
+        false
+    }
 }
 
 /// Native threads: each worker is an OS thread; async calls are polled on
@@ -85,6 +94,10 @@ impl Executor for Threads {
 
     fn spawn_future(&self, future: ExecutorFuture) {
         kasync_threads::run_future(future)
+    }
+
+    fn polls_futures_on_caller(&self) -> bool {
+        true
     }
 }
 
@@ -107,6 +120,16 @@ impl Tokio {
     /// Attaches to the tokio runtime behind `handle`.
     pub fn with_handle(handle: kasync_tokio::Handle) -> Tokio {
         Tokio(kasync_tokio::TokioPool::with_handle(handle))
+    }
+
+    /// Runs on a multi-thread tokio runtime of kasync's own, built on first
+    /// use and kept for the rest of the process, so the kasync runtime
+    /// never outlives the tokio runtime it runs on (the facade's global
+    /// runtime uses it).
+    pub fn dedicated() -> Result<Tokio, BuildError> {
+        kasync_tokio::TokioPool::dedicated()
+            .map(Tokio)
+            .map_err(|e| BuildError::Executor(format!("cannot build kasync's own tokio runtime: {e}")))
     }
 }
 

@@ -242,12 +242,18 @@ impl ItemCall {
         unsafe { self.ptr.as_ref() }
     }
 
-    /// Records the end of the call in the item, under the state lock. A
-    /// handle dropped meanwhile leaves the item to be freed after unlocking.
+    /// Whether its handle was dropped while it ran: then nobody but the
+    /// thread that ran it will touch it again, and that thread frees it.
+    pub(crate) fn is_orphaned(&self, st: &mut State) -> bool {
+        matches!(self.header().with(st, |slot| slot.mode), Mode::Detached)
+    }
+
+    /// Records the end of the call in the item, under the state lock. An
+    /// orphaned item was freed before (`Shared::record_end`).
     pub(crate) fn complete(self, st: &mut State, outcome: &crate::call::Outcome, wakeups: &mut Wakeups) {
         let mode = self.header().with(st, |slot| slot.mode);
         match mode {
-            Mode::Detached => wakeups.free.push(self),
+            Mode::Detached => debug_assert!(false, "an orphaned item is freed before its end is recorded"),
             Mode::Owned => self.header().with(st, |slot| {
                 slot.done = true;
                 slot.panic = outcome.clone().err();
@@ -395,7 +401,6 @@ impl<W: Work> Submitted<W> {
                 reason,
             });
         }
-        shared.flush_unrecorded();
         let st = shared.lock();
         crate::barrier::block_permitted(&shared, st, permission, |st| self.block(&shared, st))
     }
@@ -435,7 +440,6 @@ impl<W: Work> Future for Submitted<W> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let shared = this.shared.clone();
-        shared.flush_unrecorded();
         let mut st = shared.lock();
         if let Some(result) = this.take(&mut st) {
             return Poll::Ready(result);

@@ -24,34 +24,21 @@
 //!
 //! # Guarantees
 //!
-//! The worker pool follows one growth rule on every executor:
-//!
-//! 1. **Lowest cookie first.** Workers and helping waiters always start the
-//!    lowest queued cookie, and cookie assignment and enqueueing happen in one
-//!    step, so within a domain the started calls are a prefix of cookie order.
-//! 2. **Borrow the waiter's thread.** [`Barrier::wait`] first runs the queued
-//!    calls it covers, lowest first, nesting at most
-//!    [`Builder::help_depth`] calls deep per thread.
-//!    [`Barrier::wait_no_help`] and [`Builder::help`] turn this off.
-//! 3. **Compensate at once.** A worker about to block in a kasync wait it
-//!    cannot help with, while calls are queued, wakes an idle worker or, if
-//!    none is idle, starts a replacement immediately.
-//! 4. **Watchdog.** While calls are queued, no worker is on its way, fewer
-//!    calls started during the last [`Builder::stall_timeout`] than workers
-//!    are running, and some worker has been inside one call for that long
-//!    (sleep, I/O, foreign locks: blocking kasync cannot see), the running
-//!    workers double, parked idle workers first. Busy workers that keep
-//!    starting calls are not a stall, so short CPU-bound calls on a loaded
-//!    machine do not grow the pool. No timer runs while nothing is queued.
-//! 5. **Cap and shrink.** Never more than [`Builder::max_workers`] workers;
-//!    idle workers above [`Builder::min_workers`] exit after
-//!    [`Builder::keep_alive`].
-//!
-//! Idle workers are woken for queued calls at once, except after short
-//! calls while the watchdog runs: then at most [`Builder::eager_workers`]
-//! workers are kept awake, and rule 4 wakes more if one of them blocks. A pool that a burst of slow
-//! calls grew to hundreds of workers so runs short calls as fast as a small
-//! one.
+//! The worker pool follows one growth rule on every executor, in five
+//! parts: **lowest cookie first** (workers and helping waiters always start
+//! the lowest queued cookie, so within a domain the started calls are a
+//! prefix of cookie order); **borrow the waiter's thread** ([`Barrier::wait`]
+//! first runs the queued calls it covers, at most [`Builder::help_depth`]
+//! deep; [`Barrier::wait_no_help`] and [`Builder::help`] turn this off);
+//! **compensate at once** (a worker about to block in a kasync wait, or in a
+//! pending async call polled on it, is replaced while calls are queued); a
+//! **watchdog** for blocking kasync cannot see (sleeps, I/O, foreign locks:
+//! while calls are queued behind a worker that sat in one call for
+//! [`Builder::stall_timeout`], the awake workers double); and **cap and
+//! shrink** ([`Builder::max_workers`], [`Builder::min_workers`],
+//! [`Builder::keep_alive`]). The rule, its state machines and the reasons
+//! for its thresholds are described once, in
+//! [`core/src/pool/README.md`](https://github.com/kasync/kasync/blob/main/core/src/pool/README.md).
 //!
 //! What that guarantees to finish, counting workers plus the threads that
 //! wait:
@@ -88,7 +75,6 @@
 #![warn(missing_docs)]
 
 mod barrier;
-mod batch;
 mod call;
 mod context;
 mod cookie;

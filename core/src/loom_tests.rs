@@ -26,6 +26,10 @@ impl Executor for LoomThreads {
     fn spawn_future(&self, future: ExecutorFuture) {
         loom::future::block_on(future)
     }
+
+    fn polls_futures_on_caller(&self) -> bool {
+        true
+    }
 }
 
 fn builder(workers: usize) -> crate::Builder {
@@ -274,56 +278,26 @@ fn loom_waiter_woken_early_is_woken_again_when_its_call_ends() {
     });
 }
 
-/// One worker that claims ahead (see `batch.rs`), without the watchdog.
-fn batching_runtime() -> Runtime {
-    builder(1).claim_ahead_unwatched().build().unwrap()
-}
-
+/// An async call that awaits a call queued after it, on an executor that
+/// polls futures on the worker: the pending poll blocks that worker, which
+/// counts as blocked, so rule 3 starts a second one for the queued call.
 #[test]
-fn loom_batched_call_runs_once_whether_its_worker_or_a_helper_takes_it() {
+fn loom_pending_async_call_on_a_worker_is_compensated() {
     loom::model(|| {
-        let rt = batching_runtime();
-        let runs: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
-        for n in 0..4 {
-            let r = runs.clone();
-            rt.schedule(move |_| {
-                r[n].fetch_add(1, Ordering::SeqCst);
-            });
-        }
-        // After the first call the worker may claim the second and batch
-        // the others; this helping wait may take calls from the queue or
-        // from the batch, racing the worker's own pop.
-        rt.synchronize_full().wait().unwrap();
-        for r in runs.iter() {
-            assert_eq!(r.load(Ordering::SeqCst), 1);
-        }
-    });
-}
-
-#[test]
-fn loom_call_waiting_on_an_unrecorded_call_of_its_own_batch_finishes() {
-    loom::model(|| {
-        let rt = batching_runtime();
-        let domain = rt.default_domain().clone();
-        let third = Arc::new(AtomicUsize::new(0));
-        // The worker runs the first call alone; then it may claim the
-        // second and batch the third and fourth. The fourth waits for the
-        // third, which ran from the batch: only the worker itself can
-        // record the third's end (deferred), so the wait must record it
-        // first instead of waiting forever.
-        for _ in 0..2 {
-            rt.schedule(|_| {});
-        }
-        let t = third.clone();
-        rt.schedule(move |_| {
-            t.store(1, Ordering::SeqCst);
+        let rt = Runtime::builder()
+            .executor(LoomThreads)
+            .max_workers(2)
+            .eager_workers(1)
+            .no_stall_watchdog()
+            .build()
+            .unwrap();
+        let later = rt.domain("later");
+        let l = later.clone();
+        rt.schedule_async(move |_| async move {
+            l.synchronize().await.unwrap();
         });
-        let (d, t) = (domain.clone(), third.clone());
-        rt.schedule(move |cookie| {
-            d.synchronize_cookie(cookie).wait_no_help().unwrap();
-            assert_eq!(t.load(Ordering::SeqCst), 1);
-        });
-        domain.synchronize().wait_no_help().unwrap();
-        assert_eq!(third.load(Ordering::SeqCst), 1);
+        later.schedule(|_| {});
+        // Never helps: only a second worker can run the later call.
+        rt.synchronize_full().wait_no_help().unwrap();
     });
 }

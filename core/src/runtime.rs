@@ -15,7 +15,7 @@ use crate::executor::{self, Executor};
 use crate::observe;
 use crate::pool;
 use crate::state::{Scope, State, Wakeups};
-use crate::sync::{now, Condvar, Mutex, MutexGuard};
+use crate::sync::{now, AtomicU64, Condvar, Mutex, MutexGuard};
 use crate::timeline::{Recorder, Timeline};
 use crate::Cookie;
 
@@ -40,30 +40,16 @@ pub enum Overflow {
 /// The runtime's settings, fixed at build time.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    pub(crate) max_workers: usize,
-    pub(crate) min_workers: usize,
+    /// What the growth rule reads.
+    pub(crate) pool: pool::Settings,
     pub(crate) keep_alive: Duration,
-    pub(crate) stall_timeout: Option<Duration>,
     pub(crate) help: bool,
     pub(crate) help_depth: usize,
     pub(crate) max_pending: usize,
     pub(crate) overflow: Overflow,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
-    /// Workers started at once, without waiting for the watchdog.
-    pub(crate) eager_workers: usize,
     pub(crate) record_timeline: bool,
-    /// Threads (idle workers and blocking waiters together) that may spin
-    /// at once before parking: one per CPU at most, so spinning never
-    /// crowds out the threads doing the work.
-    pub(crate) spinners: usize,
-    /// Workers claim ahead even without the watchdog, which would free a
-    /// batch stranded behind a call blocked invisibly: only for loom models,
-    /// whose calls block at most in kasync waits (which record the thread's
-    /// batched ends first) and which cannot run the watchdog's timed waits.
-    /// With one worker only: taking calls from a stranded batch compares
-    /// wall-clock instants, which a loom model must not depend on.
-    pub(crate) claim_ahead_unwatched: bool,
 }
 
 /// A snapshot of a runtime's counters.
@@ -99,11 +85,6 @@ pub struct Stats {
     pub completed: u64,
     /// Calls that panicked.
     pub panicked: u64,
-    /// Calls a worker claimed ahead of the one it ran, after short calls,
-    /// to run them without taking the runtime's lock for each (zero
-    /// without the stall watchdog). Each still ran exactly once, by that
-    /// worker or by a thread that took it over.
-    pub claimed_ahead: u64,
 }
 
 /// How `schedule` treats a full runtime.
@@ -120,8 +101,6 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) config: Config,
     pub(crate) executor: Arc<dyn Executor>,
-    /// Idle workers wait here.
-    pub(crate) worker_cv: Condvar,
     /// The stall watchdog sleeps here between ticks.
     pub(crate) watchdog_cv: Condvar,
     /// `schedule` callers wait here for room under `Overflow::Block`.
@@ -130,12 +109,12 @@ pub(crate) struct Shared {
     /// last worker.
     pub(crate) drain_cv: Condvar,
     /// Numbers worker thread names.
-    pub(crate) worker_names: std::sync::atomic::AtomicU64,
+    pub(crate) worker_names: AtomicU64,
     /// Counts calls queued while an idle worker spins: it watches this
     /// instead of parking, so a stream of short calls costs no wake-up per
     /// call. Not bumped while nobody spins (a contended cache line less for
     /// the scheduling thread).
-    pub(crate) enqueued: std::sync::atomic::AtomicU64,
+    pub(crate) enqueued: AtomicU64,
     /// Records the timeline, if asked to at build time.
     pub(crate) recorder: Option<Recorder>,
     /// How long a thread spins for the state lock: [`LOCK_SPIN`], or zero
@@ -158,9 +137,9 @@ impl Shared {
         self as *const Shared as usize
     }
 
-    /// Takes the state lock. Held for well under a microsecond per call,
-    /// and by a worker for a few microseconds per batch: a thread that
-    /// finds it taken spins for [`LOCK_SPIN`] before it yields or parks.
+    /// Takes the state lock. It is held for well under a microsecond per
+    /// call: a thread that finds it taken spins for [`LOCK_SPIN`] before it
+    /// yields or parks.
     /// parking_lot alone starts yielding after a few hundred nanoseconds,
     /// and the thread scheduling a stream of calls spent half its time in
     /// `sched_yield` (perf, 100,000 no-op calls); spinning took the tiny
@@ -210,7 +189,7 @@ impl Shared {
         }
         let body = make(&mut st);
         let cookie = st.enqueue(domain, body);
-        if st.pool.spinning > 0 {
+        if st.pool.count(pool::Phase::Spinning) > 0 {
             // Only spinning idle workers watch it. One that starts spinning
             // later looks at the queue first, under this lock.
             self.enqueued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -227,9 +206,11 @@ impl Shared {
             }
             return Some(cookie);
         }
-        let growth = pool::on_enqueue(self, &mut st, domain, cookie);
+        let start = pool::on_enqueue(self, &mut st, domain, cookie);
         drop(st);
-        pool::grow(self, growth);
+        if start.threads_to_start() {
+            pool::start_threads(self, start);
+        }
         Some(cookie)
     }
 
@@ -247,31 +228,35 @@ impl Shared {
         }
     }
 
-    /// Records the ends of the calls this worker ran from its batch and has
-    /// not recorded yet (see `batch.rs`).
-    pub(crate) fn record_unrecorded(&self, st: &mut State, wakeups: &mut Wakeups) {
-        context::drain_unrecorded(|from_batch, calls| {
-            st.pool.claimed_ahead -= from_batch;
-            for (domain, cookie, finished) in calls {
-                if let Some(finished) = finished {
-                    self.finish_locked(st, domain, cookie, finished, wakeups);
-                }
-            }
-        });
-    }
-
-    /// Before this thread waits on the runtime (or looks at it): records
-    /// the calls it ran and has not recorded, so that a call never waits on
-    /// an earlier one that only its own thread could record.
-    pub(crate) fn flush_unrecorded(&self) {
-        if !context::has_unrecorded() || context::worker_slot(self.id()).is_none() {
-            return;
+    /// Records that a call finished, given the lock; returns who to wake
+    /// once it is released. An item whose handle was dropped while it ran
+    /// is freed first, with the lock released and inside the call's frame,
+    /// as a detached item is: a panic in its `Drop` is the call's panic,
+    /// reported by the barriers covering it, and a `Drop` that waits on its
+    /// own call is refused instead of hanging.
+    pub(crate) fn record_end<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        domain: DomainId,
+        cookie: Cookie,
+        mut finished: call::Finished,
+    ) -> (MutexGuard<'a, State>, Wakeups) {
+        if let Some(item) = finished.item.take_if(|item| item.is_orphaned(&mut st)) {
+            drop(st);
+            let freed = {
+                let _frame = context::FrameGuard::enter(context::Frame {
+                    runtime: self.id(),
+                    domain,
+                    cookie,
+                });
+                call::catch(move || item.free())
+            };
+            finished.outcome = finished.outcome.and(freed);
+            st = self.lock();
         }
         let mut wakeups = Wakeups::default();
-        let mut st = self.lock();
-        self.record_unrecorded(&mut st, &mut wakeups);
-        drop(st);
-        wakeups.wake_all();
+        self.finish_locked(&mut st, domain, cookie, finished, &mut wakeups);
+        (st, wakeups)
     }
 
     /// Runs `wakeups` with the state lock released, then takes it again.
@@ -286,14 +271,12 @@ impl Shared {
 
     /// Records that a call finished and wakes whoever that satisfies.
     pub(crate) fn finish_call(&self, domain: DomainId, cookie: Cookie, finished: call::Finished) {
-        let mut wakeups = Wakeups::default();
-        let mut st = self.lock();
-        self.finish_locked(&mut st, domain, cookie, finished, &mut wakeups);
+        let (st, wakeups) = self.record_end(self.lock(), domain, cookie, finished);
         drop(st);
         wakeups.wake_all();
     }
 
-    pub(crate) fn finish_locked(
+    fn finish_locked(
         &self,
         st: &mut State,
         domain: DomainId,
@@ -318,10 +301,10 @@ impl Shared {
     /// that it may run.
     pub(crate) fn notify_drain(&self, st: &State) {
         let work_for_runners = st.queued > 0 && st.drain_runners > 0;
-        if st.drain_waiters > 0 && (st.pending == 0 || st.pool.workers == 0 || work_for_runners) {
+        if st.drain_waiters > 0 && (st.pending == 0 || st.pool.workers() == 0 || work_for_runners) {
             self.drain_cv.notify_all();
         }
-        if st.shutdown && st.pool.watchdog && st.queued == 0 && st.pool.claimed_ahead == 0 {
+        if st.shutdown && st.pool.watchdog == pool::Watchdog::Running && st.queued == 0 {
             // The watchdog leaves once nothing is queued, but looks only
             // every tick: a long tick would hold the drain up.
             self.watchdog_cv.notify_all();
@@ -365,7 +348,8 @@ impl Shared {
     /// the queue is empty.
     fn release_workers(&self, st: &mut State) {
         st.shutdown = true;
-        self.worker_cv.notify_all();
+        let woken = st.pool.on_shutdown();
+        let _ = pool::notify_woken(st, woken);
         self.watchdog_cv.notify_all();
     }
 
@@ -381,13 +365,12 @@ impl Shared {
         // Idle workers leave now, busy ones once the queue is empty.
         self.release_workers(&mut st);
         loop {
-            if st.pending == 0 && st.pool.workers == 0 && !st.pool.watchdog {
+            if st.pending == 0 && st.pool.workers() == 0 && st.pool.watchdog == pool::Watchdog::Off {
                 return Ok(());
             }
-            let runs_calls = deadline.is_none() && (self.config.help || st.pool.workers == 0);
+            let runs_calls = deadline.is_none() && (self.config.help || st.pool.workers() == 0);
             if runs_calls {
-                let claimed = crate::batch::steal(&mut st, crate::batch::Want::Any).or_else(|| st.claim_lowest());
-                if let Some(claimed) = claimed {
+                if let Some(claimed) = st.claim_lowest() {
                     st.counters.helped += 1;
                     drop(st);
                     self.run_claimed(claimed);
@@ -584,13 +567,12 @@ impl Runtime {
 
     /// A snapshot of the runtime's counters.
     pub fn stats(&self) -> Stats {
-        self.shared.flush_unrecorded();
         let st = self.shared.lock();
         let c = st.counters;
         Stats {
-            workers: st.pool.workers,
-            idle: st.pool.idle,
-            blocked: st.pool.blocked,
+            workers: st.pool.workers(),
+            idle: st.pool.idle(),
+            blocked: st.pool.count(pool::Phase::Blocked),
             queued: st.queued,
             pending: st.pending,
             spawned: c.spawned,
@@ -598,10 +580,9 @@ impl Runtime {
             helped: c.helped,
             compensations: c.compensations,
             stalls: c.stalls,
-            peak_workers: c.peak_workers,
+            peak_workers: st.pool.peak_workers,
             completed: c.completed,
             panicked: c.panicked,
-            claimed_ahead: c.claimed_ahead,
         }
     }
 }
@@ -656,20 +637,21 @@ impl Builder {
         let parallelism = parallelism();
         Builder {
             config: Config {
-                max_workers: 512,
-                min_workers: 0,
+                pool: pool::Settings {
+                    max_workers: 512,
+                    min_workers: 0,
+                    eager_workers: parallelism,
+                    spinners: parallelism,
+                    tick: Some(Duration::from_micros(200)),
+                },
                 keep_alive: Duration::from_secs(1),
-                stall_timeout: Some(Duration::from_micros(200)),
                 help: true,
                 help_depth: 16,
                 max_pending: 32768,
                 overflow: Overflow::Block,
                 thread_name: String::from("kasync-worker"),
                 stack_size: None,
-                eager_workers: parallelism,
                 record_timeline: false,
-                spinners: parallelism,
-                claim_ahead_unwatched: false,
             },
             executor: None,
         }
@@ -678,13 +660,13 @@ impl Builder {
     /// The most worker threads alive at once (default 512). At the cap
     /// nothing fails: waiting threads still run the calls they wait for.
     pub fn max_workers(mut self, n: usize) -> Builder {
-        self.config.max_workers = n;
+        self.config.pool.max_workers = n;
         self
     }
 
     /// Workers kept alive even when idle (default 0); started at build time.
     pub fn min_workers(mut self, n: usize) -> Builder {
-        self.config.min_workers = n;
+        self.config.pool.min_workers = n;
         self
     }
 
@@ -701,14 +683,14 @@ impl Builder {
     /// fewer threads for CPU-bound calls. A duration too long to express as
     /// a deadline means no watchdog, as [`Builder::no_stall_watchdog`].
     pub fn stall_timeout(mut self, d: Duration) -> Builder {
-        self.config.stall_timeout = Some(d);
+        self.config.pool.tick = Some(d);
         self
     }
 
     /// Turns the stall watchdog off: only compensation for kasync waits
     /// (rule 3) and helping (rule 2) add workers beyond the eager ones.
     pub fn no_stall_watchdog(mut self) -> Builder {
-        self.config.stall_timeout = None;
+        self.config.pool.tick = None;
         self
     }
 
@@ -754,22 +736,19 @@ impl Builder {
         self
     }
 
-    /// See `Config::claim_ahead_unwatched`.
-    #[cfg(all(loom, test))]
-    pub(crate) fn claim_ahead_unwatched(mut self) -> Builder {
-        self.config.claim_ahead_unwatched = true;
-        self
-    }
-
     /// Workers started as soon as calls are queued, before the watchdog is
     /// needed (default: the number of CPUs). After short calls it is also
     /// how many workers are kept awake: idle workers past that stay parked
     /// (they would only compete for the CPUs) until the watchdog finds a
     /// call blocked and wakes them. Without the watchdog every idle worker
     /// is woken as calls come.
+    ///
+    /// `0` means workers start only when the watchdog finds calls waiting;
+    /// [`Builder::build`] refuses it together with
+    /// [`Builder::no_stall_watchdog`], since then no worker would ever start.
     pub fn eager_workers(mut self, n: usize) -> Builder {
-        self.config.eager_workers = n;
-        self.config.spinners = n.clamp(1, parallelism());
+        self.config.pool.eager_workers = n;
+        self.config.pool.spinners = n.clamp(1, parallelism());
         self
     }
 
@@ -798,26 +777,30 @@ impl Builder {
     /// finally `tokio` (which then fails: no tokio runtime to attach to).
     pub fn build(self) -> Result<Runtime, BuildError> {
         let mut config = self.config;
-        if config.max_workers == 0 {
+        if config.pool.max_workers == 0 {
             return Err(BuildError::InvalidConfig("max_workers must be at least 1"));
         }
-        if config.min_workers > config.max_workers {
+        if config.pool.min_workers > config.pool.max_workers {
             return Err(BuildError::InvalidConfig("min_workers must not exceed max_workers"));
         }
         if config.max_pending == 0 {
             return Err(BuildError::InvalidConfig("max_pending must be at least 1"));
         }
-        if config.stall_timeout == Some(Duration::ZERO) {
+        if config.pool.tick == Some(Duration::ZERO) {
             return Err(BuildError::InvalidConfig("stall_timeout must be longer than zero"));
         }
-        if config
-            .stall_timeout
-            .is_some_and(|tick| now().checked_add(tick).is_none())
-        {
+        if config.pool.tick.is_some_and(|tick| now().checked_add(tick).is_none()) {
             // A tick too long to express is a watchdog that never fires: no
-            // watchdog at all (the pool then claims no calls ahead and keeps
-            // no idle worker parked for one).
-            config.stall_timeout = None;
+            // watchdog at all (the pool then keeps no idle worker parked for
+            // one).
+            config.pool.tick = None;
+        }
+        if config.pool.eager_workers == 0 && config.pool.tick.is_none() {
+            // Nothing would ever start a worker: only eager starts and the
+            // watchdog do (compensation needs a worker to begin with).
+            return Err(BuildError::InvalidConfig(
+                "eager_workers(0) needs the stall watchdog: without it no worker would ever start",
+            ));
         }
         let executor = match self.executor {
             Some(e) => e,
@@ -829,20 +812,15 @@ impl Builder {
             state: Mutex::new(State::new()),
             config,
             executor,
-            worker_cv: Condvar::new(),
             watchdog_cv: Condvar::new(),
             space_cv: Condvar::new(),
             drain_cv: Condvar::new(),
-            worker_names: std::sync::atomic::AtomicU64::new(0),
-            enqueued: std::sync::atomic::AtomicU64::new(0),
+            worker_names: AtomicU64::new(0),
+            enqueued: AtomicU64::new(0),
             lock_spin: if parallelism() > 1 { LOCK_SPIN } else { Duration::ZERO },
         });
         let default_domain = Domain::create(&shared, "default", true);
-        let growth = {
-            let mut st = shared.lock();
-            pool::reserve_workers(&shared, &mut st, shared.config.min_workers)
-        };
-        pool::grow(&shared, growth);
+        pool::start_min_workers(&shared);
         Ok(Runtime {
             shared,
             default_domain,

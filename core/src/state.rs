@@ -16,7 +16,6 @@ use slab::Slab;
 use crate::call::{Body, Claimed, Outcome};
 use crate::domain::{DomainHint, DomainId, DomainState};
 use crate::error::{PanicReport, SyncError};
-use crate::item::ItemCall;
 use crate::pool::PoolState;
 use crate::sync::Condvar;
 use crate::Cookie;
@@ -81,8 +80,6 @@ pub(crate) struct Counters {
     pub(crate) spawn_failures: u64,
     pub(crate) compensations: u64,
     pub(crate) stalls: u64,
-    pub(crate) peak_workers: usize,
-    pub(crate) claimed_ahead: u64,
 }
 
 /// Who to wake once the lock is released: task wakers (foreign code) and
@@ -91,8 +88,6 @@ pub(crate) struct Counters {
 /// requeues it), and the next thread to unlock would pay for its wake-up.
 /// In a chain of calls that each wait for the one before (register in
 /// cookie order), that next thread is the one the chain waits for.
-/// Also carries items to free whose handle was dropped while they ran:
-/// freeing runs the item's `Drop`, user code, so it too waits for the unlock.
 #[derive(Default)]
 pub(crate) struct Wakeups {
     wakers: Vec<Waker>,
@@ -100,13 +95,11 @@ pub(crate) struct Wakeups {
     /// common case and must not allocate (an item's submit/wait cycle).
     thread: Option<Arc<Condvar>>,
     more_threads: Vec<Arc<Condvar>>,
-    /// Several when a worker records a batch's ends together.
-    pub(crate) free: Vec<ItemCall>,
 }
 
 impl Wakeups {
     pub(crate) fn is_empty(&self) -> bool {
-        self.wakers.is_empty() && self.thread.is_none() && self.free.is_empty()
+        self.wakers.is_empty() && self.thread.is_none()
     }
 
     fn push_thread(&mut self, cv: Arc<Condvar>) {
@@ -117,10 +110,10 @@ impl Wakeups {
         }
     }
 
-    /// Runs the wake-ups and the free. They are foreign code (executors'
-    /// wakers, an item's `Drop`) running on a kasync thread after the call
-    /// already finished: a panic there has no call to be reported against,
-    /// so it is contained here rather than unwinding through a worker.
+    /// Runs the wake-ups. Wakers are foreign code running on a kasync
+    /// thread after the call already finished: a panic there has no call to
+    /// be reported against, so it is contained here rather than unwinding
+    /// through a worker.
     pub(crate) fn wake_all(self) {
         // In the order they were satisfied.
         for cv in self.thread.into_iter().chain(self.more_threads) {
@@ -128,9 +121,6 @@ impl Wakeups {
         }
         for waker in self.wakers {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
-        }
-        for item in self.free {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| item.free()));
         }
     }
 }
@@ -153,7 +143,7 @@ pub(crate) struct State {
     waiters: Slab<WaiterState>,
     full_waiters: Vec<WaiterId>,
     unreported: Vec<Arc<PanicRecord>>,
-    pub(crate) pool: PoolState,
+    pub(crate) pool: PoolState<Arc<Condvar>>,
     pub(crate) counters: Counters,
     pub(crate) shutdown: bool,
     /// Threads blocked in `schedule` under `Overflow::Block`.

@@ -182,11 +182,7 @@ pub(crate) fn passed(deadline: Instant) -> bool {
 
 /// Spins, yielding the CPU between checks, until `counter` moves past `seen`
 /// or `budget` has passed; returns whether it moved.
-pub(crate) fn spin_until_changed(
-    counter: &std::sync::atomic::AtomicU64,
-    seen: u64,
-    budget: std::time::Duration,
-) -> bool {
+pub(crate) fn spin_until_changed(counter: &AtomicU64, seen: u64, budget: std::time::Duration) -> bool {
     spin_until(|| counter.load(std::sync::atomic::Ordering::Relaxed) != seen, budget)
 }
 

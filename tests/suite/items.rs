@@ -253,10 +253,17 @@ pub fn panicking_drop_of_a_detached_item_does_not_break_the_pool(make: &MakeBuil
     let gate = Gate::new();
     let g = gate.clone();
     domain.schedule(move |_| g.wait());
-    // Dropped before it runs: the worker frees it after the call ends.
-    drop(domain.submit(Item::new(PanicsOnDrop)));
+    // Dropped before it runs: the worker frees it after it runs, before the
+    // call counts as finished, so the drop's panic is the call's.
+    let cookie = domain.submit(Item::new(PanicsOnDrop)).cookie();
     gate.open();
-    domain.synchronize().wait_no_help().unwrap();
+    match domain.synchronize().wait_no_help() {
+        Err(SyncError::Panicked(report)) => {
+            assert_eq!((report.cookie(), report.message()), (cookie, "drop panicked"));
+        }
+        other => panic!("the drop's panic was lost: {other:?}"),
+    }
+    assert_eq!(rt.stats().panicked, 1);
     for _ in 0..10 {
         let (tx, rx) = mpsc::channel();
         domain.schedule(move |_| tx.send(()).unwrap());

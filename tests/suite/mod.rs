@@ -10,6 +10,7 @@ pub mod gate;
 pub mod growth;
 pub mod items;
 pub mod model;
+pub mod promises;
 pub mod shutdown;
 
 /// Instantiates every conformance test for an adapter. `$builder` is a
@@ -60,7 +61,7 @@ macro_rules! conformance {
             growth::burst_onto_idle_workers_leaves_no_call_behind,
             growth::extreme_durations_mean_forever_not_a_panic,
             growth::no_eager_workers_still_runs_calls,
-            growth::short_calls_are_claimed_ahead_and_run_once_in_order,
+            growth::short_calls_run_once_in_order,
             growth::helping_elsewhere_does_not_hide_a_stalled_worker,
             growth::block_policy_inside_a_call_runs_inline_instead_of_deadlocking,
             model::panics_of_a_dropped_exclusive_domain_do_not_haunt_new_domains,
@@ -84,6 +85,19 @@ macro_rules! conformance {
             foreign::a_barrier_polled_then_waited_drops_its_waker_outside_the_lock,
             foreign::an_item_polled_then_waited_drops_its_waker_outside_the_lock,
             foreign::an_observed_item_wait_outlives_its_domain,
+            promises::a_barrier_over_returned_calls_does_not_wait_for_a_later_call,
+            promises::a_wait_on_returned_calls_does_not_wait_for_the_call_it_feeds,
+            promises::a_scope_after_short_calls_finishes_without_helping,
+            promises::a_blocking_wait_inside_block_on_helps_an_async_call,
+            promises::a_blocking_wait_inside_an_async_call_helps_an_async_call,
+            promises::a_call_handed_to_a_parked_helper_survives_unregister,
+            promises::a_satisfied_barrier_is_not_terminated_before_its_first_poll,
+            promises::would_deadlock_drops_the_earlier_waker_outside_the_lock,
+            promises::await_inside_an_async_call_does_not_hold_back_a_queued_call,
+            promises::a_panic_payload_whose_drop_panics_is_reported,
+            promises::an_async_call_whose_payload_or_future_drop_panics_is_contained,
+            promises::eager_workers_zero_without_a_watchdog_is_refused,
+            promises::panicking_drop_of_an_item_whose_handle_was_dropped_is_reported,
         );
     };
     (@tests $builder:path; $($module:ident :: $name:ident),* $(,)?) => {

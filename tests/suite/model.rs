@@ -387,10 +387,45 @@ pub fn waiting_on_own_call_would_deadlock(make: &MakeBuilder) {
 
 /// A call run nested inside another call that is helping is the one named
 /// as the waiter, even when the barrier covers the outer call as well.
+/// A runtime whose only worker is held for the runtime's life: its calls run
+/// only on the threads that wait for them, so nesting is certain.
+/// (`eager_workers(0)` without the watchdog, which would start no worker at
+/// all, is refused by `build`.)
+pub struct Workerless {
+    pub rt: Arc<kasync::Runtime>,
+    held: Gate,
+}
+
+impl Drop for Workerless {
+    fn drop(&mut self) {
+        self.held.open();
+    }
+}
+
+pub fn workerless(make: &MakeBuilder) -> Workerless {
+    let rt = Arc::new(
+        make()
+            .max_workers(1)
+            .eager_workers(1)
+            .no_stall_watchdog()
+            .build()
+            .unwrap(),
+    );
+    let held = Gate::new();
+    let (g, (tx, rx)) = (held.clone(), mpsc::channel());
+    rt.exclusive_domain("held").schedule(move |_| {
+        tx.send(()).unwrap();
+        g.wait();
+    });
+    rx.recv().unwrap();
+    Workerless { rt, held }
+}
+
 pub fn a_nested_self_wait_names_the_innermost_call(make: &MakeBuilder) {
-    // No workers: every call runs on the thread that waits for it, so the
-    // nesting below is certain.
-    let rt = Arc::new(make().eager_workers(0).no_stall_watchdog().build().unwrap());
+    // No free worker: every call runs on the thread that waits for it, so
+    // the nesting below is certain.
+    let held = workerless(make);
+    let rt = held.rt.clone();
     let (inner_domain, outer_domain) = (rt.domain("inner"), rt.domain("outer"));
     let (tx, rx) = mpsc::channel();
     let r = rt.clone();
@@ -403,6 +438,7 @@ pub fn a_nested_self_wait_names_the_innermost_call(make: &MakeBuilder) {
     outer_domain.synchronize().wait().unwrap();
     assert_eq!(rx.recv().unwrap(), Err(SyncError::WouldDeadlock { waiter: inner }));
     assert_eq!(rt.stats().completed, 2);
+    drop(held);
 }
 
 pub fn waiting_inside_async_call_on_own_domain_would_deadlock(make: &MakeBuilder) {
@@ -586,6 +622,13 @@ pub fn builder_rejects_bad_settings(make: &MakeBuilder) {
         make().stall_timeout(Duration::ZERO).build(),
         Err(kasync::BuildError::InvalidConfig(_))
     ));
+    // Nothing would ever start a worker.
+    match make().eager_workers(0).no_stall_watchdog().build() {
+        Err(kasync::BuildError::InvalidConfig(why)) => assert!(why.contains("eager_workers"), "{why}"),
+        other => panic!("accepted a runtime that never starts a worker: {other:?}"),
+    }
+    // With the watchdog it is fine (growth::no_eager_workers_still_runs_calls).
+    assert!(make().eager_workers(0).build().is_ok());
 }
 
 pub fn panics_of_a_dropped_exclusive_domain_do_not_haunt_new_domains(make: &MakeBuilder) {
@@ -633,8 +676,9 @@ pub fn timeline_records_blocking_and_async_calls(make: &MakeBuilder) {
 
 pub fn waiting_across_runtimes_works_and_a_cross_runtime_self_wait_is_refused(make: &MakeBuilder) {
     let a = make().build().unwrap();
-    // No workers at all: B's calls run only on threads that wait for them.
-    let b = make().eager_workers(0).no_stall_watchdog().build().unwrap();
+    // No free worker: B's calls run only on threads that wait for them.
+    let held = workerless(make);
+    let b = &held.rt;
     let (a_domain, b_domain) = (a.domain("a"), b.domain("b"));
     let (tx, rx) = mpsc::channel();
     let (a2, b2) = (a_domain.clone(), b_domain.clone());

@@ -23,7 +23,9 @@ pub fn spawn_thread(
     builder.spawn(body).map(drop)
 }
 
-/// Polls `future` to completion on the calling thread.
+/// Polls `future` to completion on the calling thread, parking it while the
+/// future is pending. Calls may nest: a thread already inside a `block_on`
+/// (this one, or `futures::executor::block_on`) may run another future here.
 pub fn run_future(future: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
-    futures::executor::block_on(future)
+    futures_lite::future::block_on(future)
 }

@@ -1,0 +1,173 @@
+//! The one blocking-wait loop that barriers, items and scopes share: rules 2
+//! (help with what you wait for) and 3 (a worker that must block is
+//! replaced) applied to the calling thread.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::act::{self, BlockedWorker};
+use super::growth::Phase;
+use super::worker::SPIN_FOR;
+use crate::call;
+use crate::context;
+use crate::domain::DomainHint;
+use crate::observe;
+use crate::runtime::Shared;
+use crate::state::{Scope, State, Wake};
+use crate::sync::{now, spin_until, MutexGuard};
+
+/// What a blocking wait waits for and how.
+pub(crate) struct Wait<'a> {
+    /// The calls it may help with: `scope`, cookies below `below`.
+    pub(crate) scope: Scope,
+    pub(crate) below: u64,
+    /// The domain's name, for waits whose handle does not keep the domain
+    /// alive (its slot may be gone, or reused, once the wait is done).
+    pub(crate) domain_name: Option<&'a str>,
+    /// Whether the caller allows helping at all.
+    pub(crate) help: bool,
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// Blocks the calling thread until `is_done`, applying rules 2 and 3: it runs
+/// queued calls the wait covers (up to `help_depth` deep), and a worker about
+/// to block is replaced when calls are queued. `arm` registers how to wake
+/// this thread (and whether it helps) with the thing waited for. Returns the
+/// guard and `false` if the deadline passed.
+pub(crate) fn block_until<'a>(
+    shared: &'a Arc<Shared>,
+    mut st: MutexGuard<'a, State>,
+    wait: Wait<'_>,
+    is_done: &mut dyn FnMut(&mut State) -> bool,
+    arm: &mut dyn FnMut(&mut State, Wake, bool) -> Wake,
+) -> (MutexGuard<'a, State>, bool) {
+    let may_help = wait.help && shared.config.help && context::depth() < shared.config.help_depth;
+    let observed_since = observe::wait_started(shared);
+    let mut helped = 0;
+    let worker_slot = context::worker_slot(shared.id());
+    let mut blocked: Option<BlockedWorker> = None;
+    let cv = context::thread_condvar();
+    // Whether this thread spun since it last parked: it spins at most once
+    // per wake-up, then parks.
+    let mut spun = false;
+    // Whether it just woke from parking.
+    let mut woke = false;
+    let done = loop {
+        if is_done(&mut st) {
+            break true;
+        }
+        if may_help {
+            if let Some(claimed) = st.claim_for(wait.scope, wait.below) {
+                st.counters.helped += 1;
+                helped += 1;
+                // On a worker, the helped call is its current call (for the
+                // watchdog), blocked or not before.
+                let outer = worker_slot.map(|slot| {
+                    let outer = st.pool.phase(slot);
+                    st.pool.set_phase(slot, Phase::Running(now()));
+                    (slot, outer)
+                });
+                drop(st);
+                let (domain, cookie) = (claimed.domain, claimed.cookie);
+                let finished = call::execute(shared, claimed);
+                // Its end is recorded in the critical section this loop
+                // takes anyway: one lock per helped call, not two.
+                st = shared.lock();
+                if let Some((slot, outer)) = outer {
+                    st.pool.set_phase(slot, outer);
+                }
+                if let Some(finished) = finished {
+                    let (guard, wakeups) = shared.record_end(st, domain, cookie, finished);
+                    st = shared.wake_unlocked(guard, wakeups);
+                }
+                continue;
+            }
+        }
+        if wait.deadline.is_some_and(|d| now() >= d) {
+            break false;
+        }
+        if let (Some(slot), None) = (worker_slot, &blocked) {
+            // Rule 3: this worker is about to block in a kasync wait.
+            let (guard, worker) = act::block_worker(shared, st, slot);
+            st = guard;
+            blocked = Some(worker);
+            continue;
+        }
+        if std::mem::take(&mut woke) {
+            // A call queued while this thread was parked may have been
+            // handed to it as a helper (`on_enqueue`), and its barrier may
+            // no longer cover it (its domain was unregistered): nothing is
+            // left to claim, so find the queued calls a thread, as their
+            // scheduling would have.
+            let queued = st.queued;
+            if st.pool.waiting_for_thread(queued) > 0 {
+                let actions = st.pool.dispatch(&shared.config.pool, queued, 1);
+                st = act::apply(shared, st, actions);
+                continue;
+            }
+        }
+        if !spun {
+            spun = true;
+            if let Some(hint) = spin_hint(shared, &mut st, &wait) {
+                drop(st);
+                let budget = wait
+                    .deadline
+                    .map_or(SPIN_FOR, |d| d.saturating_duration_since(now()).min(SPIN_FOR));
+                spin_until(|| hint.lowest.load(Ordering::Acquire) >= wait.below, budget);
+                st = shared.lock();
+                st.pool.waiters_spinning -= 1;
+                continue;
+            }
+        }
+        let replaced = arm(&mut st, Wake::Thread(cv.clone()), may_help);
+        if let Wake::Task(_) = replaced {
+            // The handle was polled as a future before: its waker is foreign
+            // code, dropped only with the lock released. Look again after.
+            drop(st);
+            drop(replaced);
+            st = shared.lock();
+            continue;
+        }
+        st = match wait.deadline {
+            Some(d) => cv.wait_until(st, d).0,
+            None => cv.wait(st),
+        };
+        spun = false;
+        woke = true;
+    };
+    if let Some(worker) = blocked {
+        act::unblock_worker(&mut st, worker);
+    }
+    if let Some(finished) = observe::wait_finished(&st, wait.scope, wait.below, wait.domain_name, observed_since) {
+        drop(st);
+        finished.report(shared, helped, true);
+        st = shared.lock();
+    }
+    (st, done)
+}
+
+/// A blocking domain wait spins before parking (and is woken early) when it
+/// waits for at most this many unfinished calls.
+pub(crate) const NEAR_CALLS: usize = 1;
+
+/// Whether a blocking wait should spin before it parks, and on what: only
+/// a domain wait for the one call at its domain's front (usually about to
+/// end: "register in cookie order"), and only while fewer threads than
+/// `spinners` (one per CPU) spin, idle workers and waiters together. Takes
+/// a spinner's place.
+fn spin_hint(shared: &Shared, st: &mut State, wait: &Wait) -> Option<Arc<DomainHint>> {
+    let Scope::Domain(id) = wait.scope else {
+        return None;
+    };
+    if st.pool.spinning_threads() >= shared.config.pool.spinners {
+        return None;
+    }
+    let domain = st.domain(id);
+    if !domain.waits_for_few(wait.below, NEAR_CALLS) {
+        return None;
+    }
+    let hint = domain.hint.clone();
+    st.pool.waiters_spinning += 1;
+    Some(hint)
+}

@@ -1,0 +1,110 @@
+//! A worker thread's loop: claim the lowest queued cookie (rule 1), run it,
+//! and when nothing is queued spin briefly, then park until woken or until
+//! `keep_alive` passes (rule 5).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::act::{notify_woken, start_threads, start_unstarted};
+use super::growth::{Phase, FAN_OUT, SHORT_CALL};
+use crate::call;
+use crate::context;
+use crate::observe;
+use crate::runtime::Shared;
+use crate::sync::{now, passed, spin_until_changed};
+
+/// How long an idle worker spins, watching for new calls, before it parks.
+/// A stream of short calls then keeps the workers busy without a wake-up
+/// system call per call.
+pub(crate) const SPIN_FOR: std::time::Duration = SHORT_CALL;
+
+/// Whether a call that started at `started` and has just ended was short.
+/// Under loom, always (see `sync::passed`).
+fn was_short(started: Instant) -> bool {
+    !passed(started + SHORT_CALL)
+}
+
+/// Worker `slot`'s thread.
+pub(crate) fn main(shared: Arc<Shared>, slot: usize) {
+    let parker = context::thread_condvar();
+    {
+        let mut st = shared.lock();
+        st.pool.started(slot, parker.clone());
+        st.counters.spawned += 1;
+    }
+    context::set_worker(shared.id(), slot);
+    observe::worker_started(&shared);
+    start_unstarted(&shared);
+    let settings = &shared.config.pool;
+    // Whether this worker's last call was short: only then is a new call
+    // likely to come while it spins when idle. After a long call (a probe
+    // that slept 20 ms) a spin rarely finds one, and it would take a CPU
+    // and a spinner's place from a waiter about to be satisfied.
+    let mut spin_when_idle = true;
+    let mut st = shared.lock();
+    loop {
+        if let Some(claimed) = st.claim_lowest() {
+            let started = now();
+            st.pool.set_phase(slot, Phase::Running(started));
+            let queued = st.queued;
+            let actions = st.pool.dispatch(settings, queued, FAN_OUT);
+            let start = notify_woken(&mut st, actions);
+            drop(st);
+            if start.threads_to_start() {
+                start_threads(&shared, start);
+            }
+            let (domain, cookie) = (claimed.domain, claimed.cookie);
+            let finished = call::execute(&shared, claimed);
+            spin_when_idle = was_short(started);
+            // Its end is recorded in the critical section that claims the
+            // next call: one lock per call.
+            st = shared.lock();
+            st.pool.calls_are_short = spin_when_idle;
+            if let Some(finished) = finished {
+                let (guard, wakeups) = shared.record_end(st, domain, cookie, finished);
+                st = shared.wake_unlocked(guard, wakeups);
+            }
+            continue;
+        }
+        if st.shutdown {
+            break;
+        }
+        if spin_when_idle && st.pool.spinning_threads() < settings.spinners {
+            st.pool.set_phase(slot, Phase::Spinning);
+            let seen = shared.enqueued.load(std::sync::atomic::Ordering::Relaxed);
+            drop(st);
+            spin_until_changed(&shared.enqueued, seen, SPIN_FOR);
+            st = shared.lock();
+            if st.queued > 0 || st.shutdown {
+                // Take the call, or leave: a shutdown's wake-up may have
+                // come while this worker was spinning, not parked.
+                continue;
+            }
+        }
+        st.pool.set_phase(slot, Phase::Parked);
+        // A keep-alive too long to express as a deadline means "forever".
+        let deadline = now().checked_add(shared.config.keep_alive);
+        let retire = loop {
+            let (guard, timed_out) = match deadline {
+                Some(deadline) => parker.wait_until(st, deadline),
+                None => (parker.wait(st), false),
+            };
+            st = guard;
+            if st.pool.phase(slot) == Phase::Notified {
+                break false;
+            }
+            if timed_out {
+                let queued = st.queued;
+                break st.pool.should_retire(settings, slot, true, queued);
+            }
+            // Woken spuriously: still parked.
+        };
+        if retire {
+            break;
+        }
+    }
+    st.pool.remove(slot);
+    shared.notify_drain(&st);
+    drop(st);
+    context::clear_worker();
+}
