@@ -95,7 +95,8 @@ macro_rules! conformance {
             promises::would_deadlock_drops_the_earlier_waker_outside_the_lock,
             promises::await_inside_an_async_call_does_not_hold_back_a_queued_call,
             promises::a_panic_payload_whose_drop_panics_is_reported,
-            promises::an_async_call_whose_payload_or_future_drop_panics_is_contained,
+            promises::an_async_call_whose_panic_payload_drop_panics_is_reported,
+            promises::an_async_call_whose_future_drop_panics_is_contained,
             promises::eager_workers_zero_without_a_watchdog_is_refused,
             promises::panicking_drop_of_an_item_whose_handle_was_dropped_is_reported,
         );
