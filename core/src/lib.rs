@@ -38,7 +38,7 @@
 //! shrink** ([`Builder::max_workers`], [`Builder::min_workers`],
 //! [`Builder::keep_alive`]). The rule, its state machines and the reasons
 //! for its thresholds are described once, in
-//! [`core/src/pool/README.md`](https://github.com/kasync/kasync/blob/main/core/src/pool/README.md).
+//! [`core/src/engine/pool/README.md`](https://github.com/kasync/kasync/blob/main/core/src/engine/pool/README.md).
 //!
 //! What that guarantees to finish, counting workers plus the threads that
 //! wait:
@@ -74,31 +74,24 @@
 //! Waits from async code (`.await`) hold no thread at all.
 #![warn(missing_docs)]
 
-mod barrier;
-mod call;
-mod context;
-mod cookie;
-mod domain;
-mod error;
-pub mod executor;
-mod inline_fn;
-mod item;
-mod observe;
-mod pool;
-mod runtime;
-mod state;
-mod sync;
-mod timeline;
+mod api;
+mod base;
+mod engine;
+mod model;
+
+pub use base::executor;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
 
-pub use barrier::Barrier;
-pub use context::{current_cookie, current_is_async};
-pub use cookie::Cookie;
-pub use domain::Domain;
-pub use error::{BuildError, Full, PanicReport, SyncError};
-pub use executor::Executor;
-pub use item::{Item, ItemScope, Submitted, WaitError, Work};
-pub use runtime::{Builder, Overflow, Runtime, Stats};
-pub use timeline::{CallRecord, ThreadRecord, Timeline, WaitRecord};
+pub use api::barrier::Barrier;
+pub use api::domain::Domain;
+pub use api::item::{ItemScope, Submitted, WaitError};
+pub use api::runtime::{Builder, Runtime, Stats};
+pub use base::cookie::Cookie;
+pub use base::error::{BuildError, Full, PanicReport, SyncError};
+pub use base::executor::Executor;
+pub use engine::context::{current_cookie, current_is_async};
+pub use engine::shared::Overflow;
+pub use model::item::{Item, Work};
+pub use model::timeline::{CallRecord, ThreadRecord, Timeline, WaitRecord};

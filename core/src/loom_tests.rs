@@ -7,7 +7,7 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::executor::{Executor, ExecutorFuture, WorkerSpec};
+use crate::base::executor::{Executor, ExecutorFuture, WorkerSpec};
 use crate::Runtime;
 
 /// Workers are loom threads; futures are polled on the claiming worker.

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use super::act::{notify_woken, start_threads};
-use super::growth::Tick;
-use crate::observe;
-use crate::runtime::Shared;
-use crate::sync::now;
+use crate::base::sync::now;
+use crate::engine::observe;
+use crate::engine::shared::Shared;
+use crate::model::growth::Tick;
 
 pub(crate) fn main(shared: Arc<Shared>) {
     let settings = &shared.config.pool;

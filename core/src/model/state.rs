@@ -13,12 +13,16 @@ use std::task::Waker;
 
 use slab::Slab;
 
-use crate::call::{Body, Claimed, Outcome};
-use crate::domain::{DomainHint, DomainId, DomainState};
-use crate::error::{PanicReport, SyncError};
-use crate::pool::PoolState;
-use crate::sync::Condvar;
+use crate::base::error::{PanicReport, SyncError};
+use crate::base::sync::Condvar;
+use crate::model::call::{Body, Claimed, Outcome};
+use crate::model::domain::{DomainHint, DomainId, DomainState};
+use crate::model::growth::PoolState;
 use crate::Cookie;
+
+/// A blocking domain wait spins before parking (and is woken early by the
+/// call before it) when it waits for at most this many unfinished calls.
+pub(crate) const NEAR_CALLS: usize = 1;
 
 /// What a barrier waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,7 +377,7 @@ impl State {
             // instead of one per link.
             if let Some(&(below, w)) = d.waiters.first() {
                 let waiter = &mut waiters[w];
-                if matches!(waiter.wake, Wake::Thread(_)) && d.waits_for_few(below, crate::pool::NEAR_CALLS) {
+                if matches!(waiter.wake, Wake::Thread(_)) && d.waits_for_few(below, NEAR_CALLS) {
                     wake(waiter, wakeups);
                 }
             }
@@ -578,7 +582,7 @@ mod tests {
     use super::*;
 
     fn blocking() -> Body {
-        Body::Blocking(crate::inline_fn::BlockingFn::new(|_| {}))
+        Body::Blocking(crate::base::inline_fn::BlockingFn::new(|_| {}))
     }
 
     fn state_with_domain(registered: bool) -> (State, DomainId) {

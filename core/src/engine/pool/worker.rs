@@ -6,17 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::act::{notify_woken, start_threads, start_unstarted};
-use super::growth::{Phase, FAN_OUT, SHORT_CALL};
-use crate::call;
-use crate::context;
-use crate::observe;
-use crate::runtime::Shared;
-use crate::sync::{now, passed, spin_until_changed};
-
-/// How long an idle worker spins, watching for new calls, before it parks.
-/// A stream of short calls then keeps the workers busy without a wake-up
-/// system call per call.
-pub(crate) const SPIN_FOR: std::time::Duration = SHORT_CALL;
+use crate::base::sync::{now, passed, spin_until_changed};
+use crate::engine::context;
+use crate::engine::observe;
+use crate::engine::run;
+use crate::engine::shared::Shared;
+use crate::model::growth::{Phase, FAN_OUT, SHORT_CALL, SPIN_FOR};
 
 /// Whether a call that started at `started` and has just ended was short.
 /// Under loom, always (see `sync::passed`).
@@ -54,7 +49,7 @@ pub(crate) fn main(shared: Arc<Shared>, slot: usize) {
                 start_threads(&shared, start);
             }
             let (domain, cookie) = (claimed.domain, claimed.cookie);
-            let finished = call::execute(&shared, claimed);
+            let finished = run::execute(&shared, claimed);
             spin_when_idle = was_short(started);
             // Its end is recorded in the critical section that claims the
             // next call: one lock per call.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use crate::sync::Mutex;
+use crate::base::sync::Mutex;
 use crate::Cookie;
 
 /// A runtime's recorded calls and waits, from

@@ -10,8 +10,8 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use crate::domain::DomainId;
-use crate::sync::{thread_local, Condvar};
+use crate::base::sync::{thread_local, Condvar};
+use crate::model::domain::DomainId;
 use crate::Cookie;
 
 /// One call being run on this thread.

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 
-use crate::error::BuildError;
+use crate::base::error::BuildError;
 
 /// What a worker thread should look like, where the adapter starts threads.
 #[derive(Clone, Debug)]

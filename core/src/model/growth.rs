@@ -2,8 +2,8 @@
 //! event. They change [`PoolState`] and say what to do ([`Actions`]); they
 //! never notify, spawn or look at the clock themselves, so the tables at
 //! the bottom of this file drive them without threads. `act.rs` carries the
-//! actions out. The rule itself is described once, in `README.md` beside
-//! this file.
+//! actions out. The rule itself is described once, in
+//! `engine/pool/README.md`.
 
 use std::time::{Duration, Instant};
 
@@ -112,6 +112,11 @@ pub(crate) struct PoolState<P> {
 /// workers are not woken past `eager_workers` and an idle worker spins
 /// before it parks. See README.md for the measurement behind the value.
 pub(crate) const SHORT_CALL: Duration = Duration::from_micros(50);
+
+/// How long an idle worker, or a blocking wait for the one call at its
+/// domain's front, spins before it parks: a stream of short calls then
+/// keeps the workers busy without a wake-up system call per call.
+pub(crate) const SPIN_FOR: Duration = SHORT_CALL;
 
 /// How many idle workers one thread wakes for newly queued calls; each
 /// woken worker wakes as many more (see [`PoolState::dispatch`]).

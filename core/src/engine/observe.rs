@@ -13,11 +13,11 @@
 
 use std::time::Instant;
 
-use crate::context;
-use crate::runtime::Shared;
-use crate::state::{Scope, State};
-use crate::sync::now;
-use crate::timeline::StartedCall;
+use crate::base::sync::now;
+use crate::engine::context::{self};
+use crate::engine::shared::Shared;
+use crate::model::state::{Scope, State};
+use crate::model::timeline::StartedCall;
 use crate::Cookie;
 
 /// Whether anything wants wait labels: a recorder, or an enabled tracing
@@ -33,7 +33,7 @@ fn wants_waits(shared: &Shared) -> bool {
 }
 
 /// A call was queued; `st` is locked.
-pub(crate) fn queued(shared: &Shared, st: &State, domain: crate::domain::DomainId, cookie: Cookie) {
+pub(crate) fn queued(shared: &Shared, st: &State, domain: crate::model::domain::DomainId, cookie: Cookie) {
     if let Some(recorder) = &shared.recorder {
         recorder.queued(cookie, st.domain(domain).name.clone(), now());
     }
@@ -47,7 +47,7 @@ pub(crate) struct CallObserver {
 }
 
 /// A call is about to start on this thread (before its frame is pushed).
-pub(crate) fn call_started(shared: &Shared, domain: crate::domain::DomainId, cookie: Cookie) -> CallObserver {
+pub(crate) fn call_started(shared: &Shared, domain: crate::model::domain::DomainId, cookie: Cookie) -> CallObserver {
     let recorded = shared.recorder.as_ref().map(|recorder| {
         // On a waiting thread (not a worker, or a worker already inside a
         // call): the call is helped (rule 2).

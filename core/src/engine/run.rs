@@ -1,58 +1,21 @@
-//! One scheduled call: its body, how it runs on a thread, and how a panic in it
-//! is turned into a report instead of a hang.
+//! Running a claimed call on this thread: panic capture, the async call's
+//! future, and recording its end.
 
+use crate::base::sync::MutexGuard;
+use crate::engine::context::{self, AsyncPollGuard, Frame, FrameGuard};
+use crate::engine::observe::{self, CallObserver};
+use crate::engine::pool::act::{self, BlockedWorker};
+use crate::engine::shared::Shared;
+use crate::model::call::{self, Body, BoxFuture, Claimed, Finished};
+use crate::model::domain::DomainId;
+use crate::model::state::{State, Wakeups};
+use crate::Cookie;
 use std::any::Any;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-use crate::context::{self, AsyncPollGuard, Frame, FrameGuard};
-use crate::domain::DomainId;
-use crate::inline_fn::BlockingFn;
-use crate::item::ItemCall;
-use crate::observe::{self, CallObserver};
-use crate::pool::{self, BlockedWorker};
-use crate::runtime::Shared;
-use crate::Cookie;
-
-/// A boxed, sendable future: what async calls hand to the executor.
-pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// How a call ended: `Err` carries the panic message.
-pub(crate) type Outcome = Result<(), Arc<str>>;
-
-/// What a call runs.
-pub(crate) enum Body {
-    /// A blocking function: the kernel's `async_func_t`. Kept inline when
-    /// small; boxing a big one is the one allocation a closure costs.
-    Blocking(BlockingFn),
-    /// A function that makes a future, polled on the runtime's executor.
-    Async(Box<dyn FnOnce(Cookie) -> BoxFuture + Send + 'static>),
-    /// Caller-owned memory: queued by pointer, no allocation.
-    Item(ItemCall),
-}
-
-/// A call that ended on the thread that ran it.
-pub(crate) struct Finished {
-    pub(crate) outcome: Outcome,
-    /// The item to tell about it (not for detached items: already freed).
-    pub(crate) item: Option<ItemCall>,
-}
-
-impl From<Outcome> for Finished {
-    fn from(outcome: Outcome) -> Finished {
-        Finished { outcome, item: None }
-    }
-}
-
-/// A claimed call, ready to run on the claiming thread.
-pub(crate) struct Claimed {
-    pub(crate) domain: DomainId,
-    pub(crate) cookie: Cookie,
-    pub(crate) body: Body,
-}
 
 /// Turns a panic payload into a message, and drops the payload where its
 /// own `Drop` may panic too (a payload is any value): that second panic is
@@ -177,7 +140,7 @@ impl Future for CallFuture {
             return Poll::Ready(());
         };
         if let Some(worker) = this.blocked.take() {
-            pool::unblock_worker(&mut shared.lock(), worker);
+            act::unblock_worker(&mut shared.lock(), worker);
         }
         let result = {
             let _span = this.observer.as_ref().map(CallObserver::enter);
@@ -188,7 +151,7 @@ impl Future for CallFuture {
         let outcome = match result {
             Ok(Poll::Pending) => {
                 if let Some(slot) = Self::blocking_worker(&shared) {
-                    let (st, worker) = pool::block_worker(&shared, shared.lock(), slot);
+                    let (st, worker) = act::block_worker(&shared, shared.lock(), slot);
                     drop(st);
                     this.blocked = Some(worker);
                 }
@@ -220,7 +183,7 @@ impl Future for CallFuture {
 impl Drop for CallFuture {
     fn drop(&mut self) {
         if let (Some(shared), Some(worker)) = (&self.shared, self.blocked.take()) {
-            pool::unblock_worker(&mut shared.lock(), worker);
+            act::unblock_worker(&mut shared.lock(), worker);
         }
         if let Some(shared) = self.shared.take() {
             // Its own `Drop` is user code: contained, like a panic in a poll.
@@ -239,5 +202,73 @@ impl Drop for CallFuture {
                 ))),
             );
         }
+    }
+}
+
+impl Shared {
+    /// Runs a claimed call on this thread and records its end.
+    pub(crate) fn run_claimed(self: &Arc<Self>, claimed: call::Claimed) {
+        let (domain, cookie) = (claimed.domain, claimed.cookie);
+        if let Some(finished) = execute(self, claimed) {
+            self.finish_call(domain, cookie, finished);
+        }
+    }
+
+    /// Records that a call finished, given the lock; returns who to wake
+    /// once it is released. An item whose handle was dropped while it ran
+    /// is freed first, with the lock released and inside the call's frame,
+    /// as a detached item is: a panic in its `Drop` is the call's panic,
+    /// reported by the barriers covering it, and a `Drop` that waits on its
+    /// own call is refused instead of hanging.
+    pub(crate) fn record_end<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        domain: DomainId,
+        cookie: Cookie,
+        mut finished: call::Finished,
+    ) -> (MutexGuard<'a, State>, Wakeups) {
+        if let Some(item) = finished.item.take_if(|item| item.is_orphaned(&mut st)) {
+            drop(st);
+            let freed = {
+                let _frame = context::FrameGuard::enter(context::Frame {
+                    runtime: self.id(),
+                    domain,
+                    cookie,
+                });
+                catch(move || item.free())
+            };
+            finished.outcome = finished.outcome.and(freed);
+            st = self.lock();
+        }
+        let mut wakeups = Wakeups::default();
+        self.finish_locked(&mut st, domain, cookie, finished, &mut wakeups);
+        (st, wakeups)
+    }
+
+    /// Records that a call finished and wakes whoever that satisfies.
+    pub(crate) fn finish_call(&self, domain: DomainId, cookie: Cookie, finished: call::Finished) {
+        let (st, wakeups) = self.record_end(self.lock(), domain, cookie, finished);
+        drop(st);
+        wakeups.wake_all();
+    }
+
+    fn finish_locked(
+        &self,
+        st: &mut State,
+        domain: DomainId,
+        cookie: Cookie,
+        finished: call::Finished,
+        wakeups: &mut Wakeups,
+    ) {
+        // The item learns of its end in the same critical section in which
+        // the call stops counting as pending.
+        if let Some(item) = finished.item {
+            item.complete(st, &finished.outcome, wakeups);
+        }
+        st.finish(domain, cookie, finished.outcome, wakeups);
+        if st.space_waiters > 0 {
+            self.space_cv.notify_one();
+        }
+        self.notify_drain(st);
     }
 }

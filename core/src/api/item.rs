@@ -1,279 +1,22 @@
-//! Caller-owned call metadata (case 2 of the seed): the caller provides the
-//! memory that describes a call, hands it in, and gets it back when waiting.
-//!
-//! An [`Item`] is the caller's work plus a small header. Submitting moves the
-//! `Box<Item<W>>` in, so the same memory can never describe two outstanding
-//! calls; [`Submitted::wait`] (or `.await`) gives the very same box back. The
-//! runtime queues a pointer to the item, not a copy, so a submit/run/wait
-//! cycle allocates nothing once the runtime's queues have grown to size.
-//!
-//! Overhead per pending call, on 64-bit targets: the item header
-//! (`size_of::<Header>()`, 48 bytes: state, panic message, waker) inside the
-//! item, plus one 40-byte slot in the domain's queue; a closure call costs
-//! the same 40-byte slot plus the one boxed closure.
+//! Item handles: `Submitted`, `WaitError`, `Domain::submit` and friends, and
+//! `Domain::scope` with its `ItemScope`.
 
+use crate::base::error::PanicReport;
+use crate::base::executor::Blocking;
+use crate::base::sync::MutexGuard;
+use crate::engine::pool::{self};
+use crate::engine::shared::{Admission, Shared};
+use crate::model::domain::DomainId;
+use crate::model::item::{header_of, Header, Item, Mode, ScopeCounter, Work};
+use crate::model::state::{Scope, State, Wake};
+use crate::Cookie;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::ptr::{self, NonNull};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-use crate::domain::DomainId;
-use crate::error::PanicReport;
-use crate::executor::Blocking;
-use crate::pool;
-use crate::runtime::{Admission, Shared};
-use crate::state::{Scope, State, Wake, Wakeups};
-use crate::sync::{MutexGuard, UnsafeCell};
-use crate::Cookie;
-
-/// The work an [`Item`] describes: the kernel's `async_func_t` with its data.
-///
-/// ```
-/// use kasync_core::{Cookie, Item, Work};
-/// struct Probe { port: u16, found: bool }
-/// impl Work for Probe {
-///     fn run(&mut self, _cookie: Cookie) {
-///         self.found = self.port % 2 == 0; // slow, blocking probing here
-///     }
-/// }
-/// let rt = kasync_core::Runtime::new().unwrap();
-/// let item = Item::new(Probe { port: 80, found: false });
-/// let item = rt.default_domain().submit(item).wait().unwrap();
-/// assert!(item.found);
-/// ```
-pub trait Work: Send + 'static {
-    /// Runs the call; `cookie` is the call's cookie.
-    fn run(&mut self, cookie: Cookie);
-}
-
-/// What happens to an item when its call ends.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    /// A [`Submitted`] handle will take it back.
-    Owned,
-    /// Nobody will: kasync frees it (its `Drop` is the seed's free function).
-    Detached,
-    /// It is borrowed by a [`ItemScope`], which counts it down.
-    Scoped(NonNull<ScopeCounter>),
-}
-
-/// The header's state, touched only under the runtime's state lock.
-struct Slot {
-    done: bool,
-    mode: Mode,
-    panic: Option<Arc<str>>,
-    wake: Wake,
-}
-
-/// The header every item carries: where the runtime records the end of the
-/// call and who to wake. It lives inside the caller's memory, so recording
-/// needs no allocation.
-pub(crate) struct Header {
-    slot: UnsafeCell<Slot>,
-}
-
-impl Header {
-    fn new() -> Header {
-        Header {
-            slot: UnsafeCell::new(Slot {
-                done: false,
-                mode: Mode::Owned,
-                panic: None,
-                wake: Wake::Nobody,
-            }),
-        }
-    }
-
-    /// Accesses the slot. Taking `&mut State` proves the caller holds the
-    /// runtime's state lock, which serialises every access to every slot.
-    fn with<R>(&self, _locked: &mut State, f: impl FnOnce(&mut Slot) -> R) -> R {
-        // SAFETY: the slot is only ever accessed through this function, and
-        // the `&mut State` argument can only come from the runtime's state
-        // lock guard, so no two accesses overlap. The header outlives every
-        // access: the item is freed only after its call ended and no handle
-        // can reach it any more.
-        self.slot.with_mut(|slot| f(unsafe { &mut *slot }))
-    }
-}
-
-/// Caller-owned memory describing one call: a [`Work`] and a small header.
-/// Derefs to the work.
-#[repr(C)]
-pub struct Item<W> {
-    // First, so a pointer to the item is a pointer to its header.
-    header: Header,
-    work: W,
-}
-
-// SAFETY: the header's slot is only accessed under the runtime's state lock
-// (see `Header::with`); the `NonNull` in `Mode::Scoped` points at a counter
-// that is itself only accessed under that lock. The work is `Send`.
-unsafe impl<W: Send> Send for Item<W> {}
-// SAFETY: shared references to an item only reach `work` through `Deref`
-// (requiring `W: Sync`) or the header under the state lock.
-unsafe impl<W: Sync> Sync for Item<W> {}
-
-impl<W: Work> Item<W> {
-    /// Boxes `work` as an item to submit.
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(work: W) -> Box<Item<W>> {
-        Box::new(Item::local(work))
-    }
-
-    /// An item in memory you provide (a stack frame, an arena), to submit
-    /// through [`Domain::scope`](crate::Domain::scope).
-    pub fn local(work: W) -> Item<W> {
-        Item {
-            header: Header::new(),
-            work,
-        }
-    }
-
-    /// Takes the work out of the item (and frees the item's memory).
-    #[allow(clippy::boxed_local)] // it takes what `submit`/`wait` hand out
-    pub fn into_inner(self: Box<Self>) -> W {
-        self.work
-    }
-
-    fn erase(ptr: NonNull<Item<W>>, detached: bool) -> ItemCall {
-        ItemCall {
-            ptr: ptr.cast(),
-            run: run_erased::<W>,
-            free: free_erased::<W>,
-            detached,
-        }
-    }
-}
-
-impl<W> Deref for Item<W> {
-    type Target = W;
-    fn deref(&self) -> &W {
-        &self.work
-    }
-}
-
-impl<W> DerefMut for Item<W> {
-    fn deref_mut(&mut self) -> &mut W {
-        &mut self.work
-    }
-}
-
-impl<W: fmt::Debug> fmt::Debug for Item<W> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Item").field("work", &self.work).finish()
-    }
-}
-
-/// The header of the item at `ptr`, without borrowing the rest of the item
-/// (its work may be running on another thread).
-///
-/// # Safety
-/// `ptr` points to a live `Item<W>` for `'a`.
-unsafe fn header_of<'a, W>(ptr: NonNull<Item<W>>) -> &'a Header {
-    // SAFETY: guaranteed by the caller.
-    unsafe { &*ptr::addr_of!((*ptr.as_ptr()).header) }
-}
-
-/// Runs the work of the item at `ptr`.
-///
-/// # Safety
-/// `ptr` points to a live `Item<W>` that nothing else accesses until the
-/// call ends (the runtime claimed its call exactly once).
-unsafe fn run_erased<W: Work>(ptr: NonNull<Header>, cookie: Cookie) {
-    // SAFETY: guaranteed by the caller; `Item` is `repr(C)` with the header
-    // first, so the header pointer is the item pointer. Only the work is
-    // borrowed: other threads read the header meanwhile (under the lock), so
-    // no reference to the whole item may exist while it runs.
-    let work = unsafe { &mut *ptr::addr_of_mut!((*ptr.cast::<Item<W>>().as_ptr()).work) };
-    work.run(cookie);
-}
-
-/// Frees the boxed item at `ptr`, running `W`'s `Drop`.
-///
-/// # Safety
-/// `ptr` came from `Box::<Item<W>>::into_raw`/`leak` and nothing can reach
-/// the item any more.
-unsafe fn free_erased<W: Work>(ptr: NonNull<Header>) {
-    // SAFETY: guaranteed by the caller.
-    drop(unsafe { Box::from_raw(ptr.cast::<Item<W>>().as_ptr()) });
-}
-
-/// A queued item call, type-erased.
-pub(crate) struct ItemCall {
-    ptr: NonNull<Header>,
-    run: unsafe fn(NonNull<Header>, Cookie),
-    free: unsafe fn(NonNull<Header>),
-    /// Submitted detached: freed right after it runs.
-    detached: bool,
-}
-
-// SAFETY: an `ItemCall` is the only handle that runs the item; the item is
-// `Send` (its `W: Work` is `Send`) and its header is lock-guarded.
-unsafe impl Send for ItemCall {}
-
-impl ItemCall {
-    /// Runs the item's work on this thread.
-    pub(crate) fn run(&self, cookie: Cookie) {
-        // SAFETY: the call was claimed exactly once, so this is the only
-        // access to the work until the call ends; the item is alive until
-        // then (its owner waits, or kasync frees it only afterwards).
-        unsafe { (self.run)(self.ptr, cookie) }
-    }
-
-    /// Whether this item is freed as soon as it ran.
-    pub(crate) fn is_detached(&self) -> bool {
-        self.detached
-    }
-
-    /// Frees a boxed item nobody can reach any more.
-    pub(crate) fn free(self) {
-        // SAFETY: called only for boxed items whose handle is gone (detached
-        // from the start, or whose `Submitted` was dropped) after their call
-        // ended.
-        unsafe { (self.free)(self.ptr) }
-    }
-
-    fn header(&self) -> &Header {
-        // SAFETY: the item is alive while its call is pending.
-        unsafe { self.ptr.as_ref() }
-    }
-
-    /// Whether its handle was dropped while it ran: then nobody but the
-    /// thread that ran it will touch it again, and that thread frees it.
-    pub(crate) fn is_orphaned(&self, st: &mut State) -> bool {
-        matches!(self.header().with(st, |slot| slot.mode), Mode::Detached)
-    }
-
-    /// Records the end of the call in the item, under the state lock. An
-    /// orphaned item was freed before (`Shared::record_end`).
-    pub(crate) fn complete(self, st: &mut State, outcome: &crate::call::Outcome, wakeups: &mut Wakeups) {
-        let mode = self.header().with(st, |slot| slot.mode);
-        match mode {
-            Mode::Detached => debug_assert!(false, "an orphaned item is freed before its end is recorded"),
-            Mode::Owned => self.header().with(st, |slot| {
-                slot.done = true;
-                slot.panic = outcome.clone().err();
-                slot.wake.fire(wakeups);
-            }),
-            Mode::Scoped(counter) => {
-                // SAFETY: the counter lives in `Domain::scope`'s frame, which
-                // waits for this call before returning; the lock is held.
-                let counter = unsafe { &mut *counter.as_ptr() };
-                counter.remaining -= 1;
-                if let (Err(message), None) = (outcome, &counter.panic) {
-                    counter.panic = Some(message.clone());
-                }
-                if counter.remaining == 0 {
-                    counter.wake.fire(wakeups);
-                }
-            }
-        }
-    }
-}
 
 /// Why [`Submitted::wait`] did not give the item back cleanly.
 #[non_exhaustive]
@@ -394,7 +137,7 @@ impl<W: Work> Submitted<W> {
             panic!("Submitted::wait called after `.await` already returned the item");
         }
         let shared = self.shared.clone();
-        let permission = crate::barrier::blocking_permission(&shared);
+        let permission = crate::engine::blocking::blocking_permission(&shared);
         if let Blocking::Forbidden(reason) = permission {
             return Err(WaitError::BlockingNotAllowed {
                 submitted: self,
@@ -402,7 +145,7 @@ impl<W: Work> Submitted<W> {
             });
         }
         let st = shared.lock();
-        crate::barrier::block_permitted(&shared, st, permission, |st| self.block(&shared, st))
+        crate::engine::blocking::block_permitted(&shared, st, permission, |st| self.block(&shared, st))
     }
 
     fn block<'a>(&mut self, shared: &'a Arc<Shared>, st: MutexGuard<'a, State>) -> Result<Box<Item<W>>, WaitError<W>> {
@@ -490,14 +233,6 @@ impl<W> fmt::Debug for Submitted<W> {
     }
 }
 
-/// How many of a scope's items are still pending; lives in `Domain::scope`'s
-/// stack frame and is only accessed under the state lock.
-pub(crate) struct ScopeCounter {
-    remaining: usize,
-    panic: Option<Arc<str>>,
-    wake: Wake,
-}
-
 /// Submits borrowed items; see [`Domain::scope`](crate::Domain::scope).
 pub struct ItemScope<'a> {
     domain: crate::Domain,
@@ -533,7 +268,7 @@ impl<'a> ItemScope<'a> {
                 self.highest.set(Some(cookie));
                 cookie
             }
-            None => crate::domain::reject_panic(),
+            None => crate::api::domain::reject_panic(),
         }
     }
 }
@@ -557,7 +292,7 @@ impl crate::Domain {
             Ok(submitted) => submitted,
             Err(item) => {
                 drop(item);
-                crate::domain::reject_panic()
+                crate::api::domain::reject_panic()
             }
         }
     }
@@ -607,7 +342,7 @@ impl crate::Domain {
             None => {
                 // SAFETY: refused before anything saw the pointer; we own it.
                 drop(unsafe { Box::from_raw(ptr.as_ptr()) });
-                crate::domain::reject_panic()
+                crate::api::domain::reject_panic()
             }
         }
     }

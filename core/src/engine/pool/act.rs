@@ -4,13 +4,13 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::growth::{Actions, Phase};
 use super::{watchdog, worker};
-use crate::domain::DomainId;
-use crate::executor::WorkerSpec;
-use crate::observe;
-use crate::runtime::Shared;
-use crate::state::State;
+use crate::base::executor::WorkerSpec;
+use crate::engine::observe;
+use crate::engine::shared::Shared;
+use crate::model::domain::DomainId;
+use crate::model::growth::{Actions, Phase};
+use crate::model::state::State;
 use crate::Cookie;
 
 /// Notifies the workers `actions` woke (under the lock, where they were
@@ -29,9 +29,9 @@ pub(crate) fn notify_woken(st: &mut State, actions: Actions) -> Actions {
 /// back (the same, or a new one when threads were started).
 pub(crate) fn apply<'a>(
     shared: &'a Arc<Shared>,
-    mut st: crate::sync::MutexGuard<'a, State>,
+    mut st: crate::base::sync::MutexGuard<'a, State>,
     actions: Actions,
-) -> crate::sync::MutexGuard<'a, State> {
+) -> crate::base::sync::MutexGuard<'a, State> {
     let start = notify_woken(&mut st, actions);
     if !start.threads_to_start() {
         return st;
@@ -181,9 +181,9 @@ pub(crate) struct BlockedWorker {
 /// started).
 pub(crate) fn block_worker<'a>(
     shared: &'a Arc<Shared>,
-    mut st: crate::sync::MutexGuard<'a, State>,
+    mut st: crate::base::sync::MutexGuard<'a, State>,
     slot: usize,
-) -> (crate::sync::MutexGuard<'a, State>, BlockedWorker) {
+) -> (crate::base::sync::MutexGuard<'a, State>, BlockedWorker) {
     let queued = st.queued;
     let (before, actions) = st.pool.on_block(&shared.config.pool, slot, queued);
     let blocked = BlockedWorker { slot, before };

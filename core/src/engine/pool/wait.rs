@@ -7,15 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::act::{self, BlockedWorker};
-use super::growth::Phase;
-use super::worker::SPIN_FOR;
-use crate::call;
-use crate::context;
-use crate::domain::DomainHint;
-use crate::observe;
-use crate::runtime::Shared;
-use crate::state::{Scope, State, Wake};
-use crate::sync::{now, spin_until, MutexGuard};
+use crate::base::sync::{now, spin_until, MutexGuard};
+use crate::engine::context;
+use crate::engine::observe;
+use crate::engine::run;
+use crate::engine::shared::Shared;
+use crate::model::domain::DomainHint;
+use crate::model::growth::{Phase, SPIN_FOR};
+use crate::model::state::{Scope, State, Wake, NEAR_CALLS};
 
 /// What a blocking wait waits for and how.
 pub(crate) struct Wait<'a> {
@@ -70,7 +69,7 @@ pub(crate) fn block_until<'a>(
                 });
                 drop(st);
                 let (domain, cookie) = (claimed.domain, claimed.cookie);
-                let finished = call::execute(shared, claimed);
+                let finished = run::execute(shared, claimed);
                 // Its end is recorded in the critical section this loop
                 // takes anyway: one lock per helped call, not two.
                 st = shared.lock();
@@ -146,10 +145,6 @@ pub(crate) fn block_until<'a>(
     }
     (st, done)
 }
-
-/// A blocking domain wait spins before parking (and is woken early) when it
-/// waits for at most this many unfinished calls.
-pub(crate) const NEAR_CALLS: usize = 1;
 
 /// Whether a blocking wait should spin before it parks, and on what: only
 /// a domain wait for the one call at its domain's front (usually about to

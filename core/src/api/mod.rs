@@ -1,0 +1,7 @@
+//! The API layer: the public handles, `Runtime`/`Builder`, `Domain`,
+//! `Barrier` and the item handles.
+
+pub(crate) mod barrier;
+pub(crate) mod domain;
+pub(crate) mod item;
+pub(crate) mod runtime;

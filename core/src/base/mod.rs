@@ -1,0 +1,8 @@
+//! The base layer: synchronisation primitives, cookies, errors, inline
+//! closures and the executor seam. Imports nothing above it.
+
+pub(crate) mod cookie;
+pub(crate) mod error;
+pub mod executor;
+pub(crate) mod inline_fn;
+pub(crate) mod sync;

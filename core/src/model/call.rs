@@ -1,0 +1,48 @@
+//! One scheduled call: its body, how it runs on a thread, and how a panic in it
+//! is turned into a report instead of a hang.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::base::inline_fn::BlockingFn;
+use crate::model::domain::DomainId;
+use crate::model::item::ItemCall;
+use crate::Cookie;
+
+/// A boxed, sendable future: what async calls hand to the executor.
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// How a call ended: `Err` carries the panic message.
+pub(crate) type Outcome = Result<(), Arc<str>>;
+
+/// What a call runs.
+pub(crate) enum Body {
+    /// A blocking function: the kernel's `async_func_t`. Kept inline when
+    /// small; boxing a big one is the one allocation a closure costs.
+    Blocking(BlockingFn),
+    /// A function that makes a future, polled on the runtime's executor.
+    Async(Box<dyn FnOnce(Cookie) -> BoxFuture + Send + 'static>),
+    /// Caller-owned memory: queued by pointer, no allocation.
+    Item(ItemCall),
+}
+
+/// A call that ended on the thread that ran it.
+pub(crate) struct Finished {
+    pub(crate) outcome: Outcome,
+    /// The item to tell about it (not for detached items: already freed).
+    pub(crate) item: Option<ItemCall>,
+}
+
+impl From<Outcome> for Finished {
+    fn from(outcome: Outcome) -> Finished {
+        Finished { outcome, item: None }
+    }
+}
+
+/// A claimed call, ready to run on the claiming thread.
+pub(crate) struct Claimed {
+    pub(crate) domain: DomainId,
+    pub(crate) cookie: Cookie,
+    pub(crate) body: Body,
+}

@@ -1,0 +1,250 @@
+//! A domain's state under the lock: its pending calls in cookie order, its
+//! waiters, and the lock-free hint of its lowest unfinished cookie.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::base::sync::{AtomicU64, AtomicUsize};
+use crate::model::call::Body;
+use crate::model::state::WaiterId;
+use crate::Cookie;
+
+/// Index of a domain in the runtime's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct DomainId(pub(crate) usize);
+
+/// What a domain's handles may read without taking the runtime's lock, so
+/// that a barrier on calls already finished costs no lock. Written under the
+/// lock by [`State`](crate::model::state::State); the lowest cookie is stored last
+/// (release), after the panic count, so a reader that loads the cookie first
+/// (acquire) and sees a call finished also sees its panic.
+#[derive(Debug)]
+pub(crate) struct DomainHint {
+    /// The lowest unfinished cookie, `u64::MAX` when none is unfinished.
+    pub(crate) lowest: AtomicU64,
+    /// This domain's panics that no barrier has reported yet.
+    pub(crate) unreported: AtomicUsize,
+}
+
+impl DomainHint {
+    /// Whether a barrier below `below` is already satisfied with nothing to
+    /// report.
+    pub(crate) fn finished_below(&self, below: u64) -> bool {
+        self.lowest.load(Ordering::Acquire) >= below && self.unreported.load(Ordering::Acquire) == 0
+    }
+}
+
+/// One pending call of a domain: queued while `body` is `Some`.
+struct CallSlot {
+    cookie: Cookie,
+    body: Option<Body>,
+    done: bool,
+}
+
+/// A domain's pending calls, in cookie order. Calls start in cookie order
+/// within a domain (workers and helpers both take the lowest queued one), so
+/// `calls[..started]` have started and `calls[started..]` are queued. Finished
+/// calls are dropped from the front as soon as everything before them is done,
+/// so the front is always the lowest unfinished cookie: the kernel's
+/// `lowest_in_progress`.
+pub(crate) struct DomainState {
+    /// Unique for the runtime's life, unlike the slab index.
+    pub(crate) uid: u64,
+    pub(crate) name: Arc<str>,
+    pub(crate) registered: bool,
+    /// No handle refers to the domain any more.
+    pub(crate) orphaned: bool,
+    calls: VecDeque<CallSlot>,
+    started: usize,
+    unfinished: usize,
+    /// Barriers waiting on this domain, as `(below, waiter)` sorted by
+    /// `below`: the ones a finished call satisfies are always a prefix.
+    pub(crate) waiters: Vec<(u64, WaiterId)>,
+    /// Shared with the domain's handles.
+    pub(crate) hint: Arc<DomainHint>,
+}
+
+impl DomainState {
+    pub(crate) fn new(name: Arc<str>, registered: bool, uid: u64) -> Self {
+        DomainState {
+            uid,
+            name,
+            registered,
+            orphaned: false,
+            calls: VecDeque::new(),
+            started: 0,
+            unfinished: 0,
+            waiters: Vec::new(),
+            hint: Arc::new(DomainHint {
+                lowest: AtomicU64::new(u64::MAX),
+                unreported: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Publishes the lowest unfinished cookie to the handles.
+    pub(crate) fn publish_lowest(&self) {
+        self.hint.lowest.store(self.lowest_pending(), Ordering::Release);
+    }
+
+    pub(crate) fn push(&mut self, cookie: Cookie, body: Body) {
+        let was_empty = self.calls.is_empty();
+        self.calls.push_back(CallSlot {
+            cookie,
+            body: Some(body),
+            done: false,
+        });
+        self.unfinished += 1;
+        if was_empty {
+            self.publish_lowest();
+        }
+    }
+
+    pub(crate) fn has_queued(&self) -> bool {
+        self.started < self.calls.len()
+    }
+
+    pub(crate) fn next_queued(&self) -> Option<Cookie> {
+        self.calls.get(self.started).map(|slot| slot.cookie)
+    }
+
+    /// Takes the lowest queued call.
+    pub(crate) fn claim(&mut self) -> Option<(Cookie, Body)> {
+        let slot = self.calls.get_mut(self.started)?;
+        let body = slot.body.take()?;
+        self.started += 1;
+        Some((slot.cookie, body))
+    }
+
+    /// Marks a started call finished. Returns whether the lowest unfinished
+    /// cookie moved (only then can a waiter's condition have become true).
+    pub(crate) fn finish(&mut self, cookie: Cookie) -> bool {
+        // Only started calls can finish: search that prefix, which is as long
+        // as the calls running now, not the whole (possibly long) queue.
+        let (mut low, mut high) = (0, self.started);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.calls[mid].cookie < cookie {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        let at = low;
+        if !matches!(self.calls.get(at), Some(slot) if slot.cookie == cookie) {
+            debug_assert!(false, "finished call {cookie} is not pending");
+            return false;
+        }
+        debug_assert!(at < self.started && !self.calls[at].done);
+        self.calls[at].done = true;
+        self.unfinished -= 1;
+        if at != 0 {
+            return false;
+        }
+        while self.calls.front().is_some_and(|slot| slot.done) {
+            self.calls.pop_front();
+            self.started -= 1;
+        }
+        true
+    }
+
+    /// The lowest unfinished cookie, or `u64::MAX` when the domain is empty.
+    pub(crate) fn lowest_pending(&self) -> u64 {
+        self.calls.front().map_or(u64::MAX, |slot| slot.cookie.get())
+    }
+
+    /// Whether a barrier below `below` waits for at least one and at most
+    /// `most` unfinished calls, and its bound is closed (the domain already
+    /// holds a call at or past it, so no call scheduled later can extend the
+    /// wait): then it is usually about to be satisfied (the "register in
+    /// cookie order" chain, where the bound is the waiter's own call). Looks
+    /// at a few calls at most; a longer run answers `false`.
+    pub(crate) fn waits_for_few(&self, below: u64, most: usize) -> bool {
+        const LOOK: usize = 8;
+        if self.lowest_pending() >= below {
+            return false;
+        }
+        let mut unfinished = 0;
+        for slot in self.calls.iter().take(LOOK) {
+            if slot.cookie.get() >= below {
+                return true;
+            }
+            if !slot.done {
+                unfinished += 1;
+                if unfinished > most {
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    pub(crate) fn unfinished(&self) -> usize {
+        self.unfinished
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.calls.is_empty()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod state_tests {
+    use super::DomainState;
+    use crate::model::call::Body;
+    use crate::Cookie;
+
+    fn cookie(n: u64) -> Cookie {
+        Cookie::new(n).unwrap()
+    }
+
+    /// A domain holding calls with these cookies, all started.
+    fn started(cookies: &[u64]) -> DomainState {
+        let mut d = DomainState::new("test".into(), true, 0);
+        for &c in cookies {
+            d.push(
+                cookie(c),
+                Body::Blocking(crate::base::inline_fn::BlockingFn::new(|_| {})),
+            );
+            assert!(d.claim().is_some());
+        }
+        d
+    }
+
+    #[test]
+    fn waits_for_few_counts_the_unfinished_calls_below_the_bound() {
+        let mut d = started(&[3, 5, 8, 9]);
+        // Nothing below 3 is unfinished: satisfied, not "few".
+        assert!(!d.waits_for_few(3, 1));
+        // Below 4 and below 5: only 3.
+        assert!(d.waits_for_few(4, 1));
+        assert!(d.waits_for_few(5, 1));
+        // Below 6: 3 and 5.
+        assert!(!d.waits_for_few(6, 1));
+        assert!(d.waits_for_few(6, 2));
+        // Finished calls behind the front do not count.
+        assert!(!d.finish(cookie(5)));
+        assert!(!d.waits_for_few(9, 1) && d.waits_for_few(9, 2));
+        assert!(d.finish(cookie(3)));
+        assert_eq!(d.lowest_pending(), 8);
+        assert!(d.waits_for_few(9, 1));
+        // An open bound (past the last call, as `synchronize()` has) never
+        // counts as few: calls scheduled later would extend the wait.
+        assert!(!d.waits_for_few(10, 2));
+        assert!(!d.waits_for_few(u64::MAX, 2));
+    }
+
+    #[test]
+    fn waits_for_few_gives_up_on_a_long_run_of_finished_calls() {
+        let cookies: Vec<u64> = (1..=20).collect();
+        let mut d = started(&cookies);
+        for c in 2..=19 {
+            assert!(!d.finish(cookie(c)));
+        }
+        // Only call 1 is unfinished below 20, but it is too far to look.
+        assert!(!d.waits_for_few(20, 1));
+        // Nearby bounds are still seen.
+        assert!(d.waits_for_few(3, 1));
+    }
+}

@@ -1,0 +1,275 @@
+//! Caller-owned call metadata (case 2 of the seed): the caller provides the
+//! memory that describes a call, hands it in, and gets it back when waiting.
+//!
+//! An [`Item`] is the caller's work plus a small header. Submitting moves the
+//! `Box<Item<W>>` in, so the same memory can never describe two outstanding
+//! calls; [`Submitted::wait`] (or `.await`) gives the very same box back. The
+//! runtime queues a pointer to the item, not a copy, so a submit/run/wait
+//! cycle allocates nothing once the runtime's queues have grown to size.
+//!
+//! Overhead per pending call, on 64-bit targets: the item header
+//! (`size_of::<Header>()`, 48 bytes: state, panic message, waker) inside the
+//! item, plus one 40-byte slot in the domain's queue; a closure call costs
+//! the same 40-byte slot plus the one boxed closure.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use crate::base::sync::UnsafeCell;
+use crate::model::state::{State, Wake, Wakeups};
+use crate::Cookie;
+
+/// The work an [`Item`] describes: the kernel's `async_func_t` with its data.
+///
+/// ```
+/// use kasync_core::{Cookie, Item, Work};
+/// struct Probe { port: u16, found: bool }
+/// impl Work for Probe {
+///     fn run(&mut self, _cookie: Cookie) {
+///         self.found = self.port % 2 == 0; // slow, blocking probing here
+///     }
+/// }
+/// let rt = kasync_core::Runtime::new().unwrap();
+/// let item = Item::new(Probe { port: 80, found: false });
+/// let item = rt.default_domain().submit(item).wait().unwrap();
+/// assert!(item.found);
+/// ```
+pub trait Work: Send + 'static {
+    /// Runs the call; `cookie` is the call's cookie.
+    fn run(&mut self, cookie: Cookie);
+}
+
+/// What happens to an item when its call ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mode {
+    /// A [`Submitted`] handle will take it back.
+    Owned,
+    /// Nobody will: kasync frees it (its `Drop` is the seed's free function).
+    Detached,
+    /// It is borrowed by a [`ItemScope`], which counts it down.
+    Scoped(NonNull<ScopeCounter>),
+}
+
+/// The header's state, touched only under the runtime's state lock.
+pub(crate) struct Slot {
+    pub(crate) done: bool,
+    pub(crate) mode: Mode,
+    pub(crate) panic: Option<Arc<str>>,
+    pub(crate) wake: Wake,
+}
+
+/// The header every item carries: where the runtime records the end of the
+/// call and who to wake. It lives inside the caller's memory, so recording
+/// needs no allocation.
+pub(crate) struct Header {
+    slot: UnsafeCell<Slot>,
+}
+
+impl Header {
+    fn new() -> Header {
+        Header {
+            slot: UnsafeCell::new(Slot {
+                done: false,
+                mode: Mode::Owned,
+                panic: None,
+                wake: Wake::Nobody,
+            }),
+        }
+    }
+
+    /// Accesses the slot. Taking `&mut State` proves the caller holds the
+    /// runtime's state lock, which serialises every access to every slot.
+    pub(crate) fn with<R>(&self, _locked: &mut State, f: impl FnOnce(&mut Slot) -> R) -> R {
+        // SAFETY: the slot is only ever accessed through this function, and
+        // the `&mut State` argument can only come from the runtime's state
+        // lock guard, so no two accesses overlap. The header outlives every
+        // access: the item is freed only after its call ended and no handle
+        // can reach it any more.
+        self.slot.with_mut(|slot| f(unsafe { &mut *slot }))
+    }
+}
+
+/// Caller-owned memory describing one call: a [`Work`] and a small header.
+/// Derefs to the work.
+#[repr(C)]
+pub struct Item<W> {
+    // First, so a pointer to the item is a pointer to its header.
+    header: Header,
+    work: W,
+}
+
+// SAFETY: the header's slot is only accessed under the runtime's state lock
+// (see `Header::with`); the `NonNull` in `Mode::Scoped` points at a counter
+// that is itself only accessed under that lock. The work is `Send`.
+unsafe impl<W: Send> Send for Item<W> {}
+// SAFETY: shared references to an item only reach `work` through `Deref`
+// (requiring `W: Sync`) or the header under the state lock.
+unsafe impl<W: Sync> Sync for Item<W> {}
+
+impl<W: Work> Item<W> {
+    /// Boxes `work` as an item to submit.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(work: W) -> Box<Item<W>> {
+        Box::new(Item::local(work))
+    }
+
+    /// An item in memory you provide (a stack frame, an arena), to submit
+    /// through [`Domain::scope`](crate::Domain::scope).
+    pub fn local(work: W) -> Item<W> {
+        Item {
+            header: Header::new(),
+            work,
+        }
+    }
+
+    /// Takes the work out of the item (and frees the item's memory).
+    #[allow(clippy::boxed_local)] // it takes what `submit`/`wait` hand out
+    pub fn into_inner(self: Box<Self>) -> W {
+        self.work
+    }
+
+    pub(crate) fn erase(ptr: NonNull<Item<W>>, detached: bool) -> ItemCall {
+        ItemCall {
+            ptr: ptr.cast(),
+            run: run_erased::<W>,
+            free: free_erased::<W>,
+            detached,
+        }
+    }
+}
+
+impl<W> Deref for Item<W> {
+    type Target = W;
+    fn deref(&self) -> &W {
+        &self.work
+    }
+}
+
+impl<W> DerefMut for Item<W> {
+    fn deref_mut(&mut self) -> &mut W {
+        &mut self.work
+    }
+}
+
+impl<W: fmt::Debug> fmt::Debug for Item<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Item").field("work", &self.work).finish()
+    }
+}
+
+/// The header of the item at `ptr`, without borrowing the rest of the item
+/// (its work may be running on another thread).
+///
+/// # Safety
+/// `ptr` points to a live `Item<W>` for `'a`.
+pub(crate) unsafe fn header_of<'a, W>(ptr: NonNull<Item<W>>) -> &'a Header {
+    // SAFETY: guaranteed by the caller.
+    unsafe { &*ptr::addr_of!((*ptr.as_ptr()).header) }
+}
+
+/// Runs the work of the item at `ptr`.
+///
+/// # Safety
+/// `ptr` points to a live `Item<W>` that nothing else accesses until the
+/// call ends (the runtime claimed its call exactly once).
+unsafe fn run_erased<W: Work>(ptr: NonNull<Header>, cookie: Cookie) {
+    // SAFETY: guaranteed by the caller; `Item` is `repr(C)` with the header
+    // first, so the header pointer is the item pointer. Only the work is
+    // borrowed: other threads read the header meanwhile (under the lock), so
+    // no reference to the whole item may exist while it runs.
+    let work = unsafe { &mut *ptr::addr_of_mut!((*ptr.cast::<Item<W>>().as_ptr()).work) };
+    work.run(cookie);
+}
+
+/// Frees the boxed item at `ptr`, running `W`'s `Drop`.
+///
+/// # Safety
+/// `ptr` came from `Box::<Item<W>>::into_raw`/`leak` and nothing can reach
+/// the item any more.
+unsafe fn free_erased<W: Work>(ptr: NonNull<Header>) {
+    // SAFETY: guaranteed by the caller.
+    drop(unsafe { Box::from_raw(ptr.cast::<Item<W>>().as_ptr()) });
+}
+
+/// A queued item call, type-erased.
+pub(crate) struct ItemCall {
+    ptr: NonNull<Header>,
+    run: unsafe fn(NonNull<Header>, Cookie),
+    free: unsafe fn(NonNull<Header>),
+    /// Submitted detached: freed right after it runs.
+    detached: bool,
+}
+
+// SAFETY: an `ItemCall` is the only handle that runs the item; the item is
+// `Send` (its `W: Work` is `Send`) and its header is lock-guarded.
+unsafe impl Send for ItemCall {}
+
+impl ItemCall {
+    /// Runs the item's work on this thread.
+    pub(crate) fn run(&self, cookie: Cookie) {
+        // SAFETY: the call was claimed exactly once, so this is the only
+        // access to the work until the call ends; the item is alive until
+        // then (its owner waits, or kasync frees it only afterwards).
+        unsafe { (self.run)(self.ptr, cookie) }
+    }
+
+    /// Whether this item is freed as soon as it ran.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached
+    }
+
+    /// Frees a boxed item nobody can reach any more.
+    pub(crate) fn free(self) {
+        // SAFETY: called only for boxed items whose handle is gone (detached
+        // from the start, or whose `Submitted` was dropped) after their call
+        // ended.
+        unsafe { (self.free)(self.ptr) }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the item is alive while its call is pending.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Whether its handle was dropped while it ran: then nobody but the
+    /// thread that ran it will touch it again, and that thread frees it.
+    pub(crate) fn is_orphaned(&self, st: &mut State) -> bool {
+        matches!(self.header().with(st, |slot| slot.mode), Mode::Detached)
+    }
+
+    /// Records the end of the call in the item, under the state lock. An
+    /// orphaned item was freed before (`Shared::record_end`).
+    pub(crate) fn complete(self, st: &mut State, outcome: &crate::model::call::Outcome, wakeups: &mut Wakeups) {
+        let mode = self.header().with(st, |slot| slot.mode);
+        match mode {
+            Mode::Detached => debug_assert!(false, "an orphaned item is freed before its end is recorded"),
+            Mode::Owned => self.header().with(st, |slot| {
+                slot.done = true;
+                slot.panic = outcome.clone().err();
+                slot.wake.fire(wakeups);
+            }),
+            Mode::Scoped(counter) => {
+                // SAFETY: the counter lives in `Domain::scope`'s frame, which
+                // waits for this call before returning; the lock is held.
+                let counter = unsafe { &mut *counter.as_ptr() };
+                counter.remaining -= 1;
+                if let (Err(message), None) = (outcome, &counter.panic) {
+                    counter.panic = Some(message.clone());
+                }
+                if counter.remaining == 0 {
+                    counter.wake.fire(wakeups);
+                }
+            }
+        }
+    }
+}
+
+/// How many of a scope's items are still pending; lives in `Domain::scope`'s
+/// stack frame and is only accessed under the state lock.
+pub(crate) struct ScopeCounter {
+    pub(crate) remaining: usize,
+    pub(crate) panic: Option<Arc<str>>,
+    pub(crate) wake: Wake,
+}
