@@ -118,7 +118,12 @@ fn build_global() -> Result<Runtime, BuildError> {
     #[cfg(feature = "async-std")]
     return Runtime::builder().executor(executor::AsyncStd).build();
     #[cfg(feature = "tokio")]
-    return Runtime::builder().executor(executor::Tokio::dedicated()?).build();
+    return match executor::Tokio::dedicated() {
+        Ok(tokio) => Runtime::builder().executor(tokio).build(),
+        Err(e) => Err(BuildError::Executor(format!(
+            "cannot start kasync's own tokio runtime: {e}"
+        ))),
+    };
     Err(BuildError::NoExecutor)
 }
 

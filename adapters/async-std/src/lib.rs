@@ -4,21 +4,37 @@
 //! working for applications that still run on it. Workers are threads of
 //! async-std's blocking pool; async calls are async-std tasks.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::io;
 
-/// Runs `body` on async-std's blocking thread pool.
-pub fn spawn_blocking(body: Box<dyn FnOnce() + Send + 'static>) {
-    drop(async_std::task::spawn_blocking(body));
-}
+pub use kasync_executor::{Blocking, Executor, ExecutorFuture, WorkerSpec};
 
-/// Runs `future` as a detached async-std task.
-pub fn spawn(future: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
-    drop(async_std::task::spawn(future));
-}
+/// async-std: workers are threads of async-std's blocking pool and async
+/// calls are async-std tasks (the `async-std` feature).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncStd;
 
-/// Whether the calling thread is running an async-std task (including
-/// `async_std::task::block_on`), where blocking would stall the executor.
-pub fn in_task() -> bool {
-    async_std::task::try_current().is_some()
+impl Executor for AsyncStd {
+    fn name(&self) -> &'static str {
+        "async-std"
+    }
+
+    /// async-std's blocking pool names its own threads; `spec` is not used.
+    fn spawn_worker(&self, _spec: WorkerSpec, body: Box<dyn FnOnce() + Send + 'static>) -> io::Result<()> {
+        drop(async_std::task::spawn_blocking(body));
+        Ok(())
+    }
+
+    fn spawn_future(&self, future: ExecutorFuture) {
+        drop(async_std::task::spawn(future));
+    }
+
+    /// Blocking would stall a thread running an async-std task (including
+    /// `async_std::task::block_on`).
+    fn blocking(&self, in_async_call: bool) -> Blocking {
+        if in_async_call || async_std::task::try_current().is_some() {
+            Blocking::Forbidden("the thread is running an async-std task")
+        } else {
+            Blocking::Allowed
+        }
+    }
 }

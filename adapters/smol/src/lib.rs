@@ -6,26 +6,36 @@
 //! while that pool is sized for short jobs and shared with the
 //! application's own `smol::unblock` calls.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::thread;
 
-/// Starts `body` on a new OS thread named `name`, with `stack_size` bytes of
-/// stack if given. The thread is detached.
-pub fn spawn_thread(
-    name: String,
-    stack_size: Option<usize>,
-    body: Box<dyn FnOnce() + Send + 'static>,
-) -> io::Result<()> {
-    let mut builder = thread::Builder::new().name(name);
-    if let Some(bytes) = stack_size {
-        builder = builder.stack_size(bytes);
+pub use kasync_executor::{Blocking, Executor, ExecutorFuture, WorkerSpec};
+
+/// smol: async calls are tasks on smol's global executor; workers are
+/// dedicated native threads (the `smol` feature).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Smol;
+
+impl Executor for Smol {
+    fn name(&self) -> &'static str {
+        "smol"
     }
-    builder.spawn(body).map(drop)
-}
 
-/// Runs `future` as a detached task on smol's global executor.
-pub fn spawn(future: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
-    smol::spawn(future).detach();
+    fn spawn_worker(&self, spec: WorkerSpec, body: Box<dyn FnOnce() + Send + 'static>) -> io::Result<()> {
+        kasync_executor::spawn_thread(spec, body)
+    }
+
+    fn spawn_future(&self, future: ExecutorFuture) {
+        smol::spawn(future).detach();
+    }
+
+    /// A thread polling a task on smol's executor must not block; smol
+    /// cannot say whether a thread runs its executor otherwise, so kasync
+    /// asks only about its own async calls.
+    fn blocking(&self, in_async_call: bool) -> Blocking {
+        if in_async_call {
+            Blocking::Forbidden("the thread is polling a task on smol's executor")
+        } else {
+            Blocking::Allowed
+        }
+    }
 }

@@ -7,17 +7,20 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Wake, Waker};
 
+pub use kasync_executor::{Blocking, Executor, ExecutorFuture, WorkerSpec};
 pub use tokio::runtime::Handle;
 use tokio::runtime::RuntimeFlavor;
 
-/// A tokio runtime kasync runs on.
+/// tokio: workers are threads of the tokio runtime's blocking pool, async
+/// calls are tokio tasks, and blocking waits on a multi-thread runtime's
+/// workers go through `block_in_place` (the `tokio` feature).
 #[derive(Clone, Debug)]
-pub struct TokioPool {
+pub struct Tokio {
     handle: Handle,
 }
 
@@ -36,25 +39,25 @@ impl fmt::Display for NoRuntime {
 
 impl std::error::Error for NoRuntime {}
 
-impl TokioPool {
-    /// Attaches to the runtime the calling thread is in.
-    pub fn current() -> Result<TokioPool, NoRuntime> {
-        Handle::try_current().map(TokioPool::with_handle).map_err(|_| NoRuntime)
+impl Tokio {
+    /// Attaches to the tokio runtime the calling thread is in.
+    pub fn current() -> Result<Tokio, NoRuntime> {
+        Handle::try_current().map(Tokio::with_handle).map_err(|_| NoRuntime)
     }
 
-    /// Attaches to the runtime behind `handle`.
-    pub fn with_handle(handle: Handle) -> TokioPool {
-        TokioPool { handle }
+    /// Attaches to the tokio runtime behind `handle`.
+    pub fn with_handle(handle: Handle) -> Tokio {
+        Tokio { handle }
     }
 
     /// A multi-thread tokio runtime of kasync's own, built on first use and
-    /// kept for the rest of the process: for a runtime that must outlive
-    /// whichever tokio runtime happens to be current (the facade's global
-    /// runtime; a `#[tokio::test]`'s runtime ends with its test).
-    pub fn dedicated() -> io::Result<TokioPool> {
+    /// kept for the rest of the process: for a kasync runtime that must
+    /// outlive whichever tokio runtime happens to be current (the facade's
+    /// global runtime; a `#[tokio::test]`'s runtime ends with its test).
+    pub fn dedicated() -> io::Result<Tokio> {
         static OWN: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
         if let Some(rt) = OWN.get() {
-            return Ok(TokioPool::with_handle(rt.handle().clone()));
+            return Ok(Tokio::with_handle(rt.handle().clone()));
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .thread_name("kasync-tokio")
@@ -62,52 +65,53 @@ impl TokioPool {
             .build()?;
         // Another thread may have built one meanwhile: the first one stays.
         let rt = OWN.get_or_init(|| rt);
-        Ok(TokioPool::with_handle(rt.handle().clone()))
+        Ok(Tokio::with_handle(rt.handle().clone()))
     }
 
     /// The runtime's handle.
     pub fn handle(&self) -> &Handle {
         &self.handle
     }
+}
 
-    /// Runs `body` on the runtime's blocking pool. If the runtime is shutting
-    /// down, tokio drops `body` without calling it.
-    pub fn spawn_blocking(&self, body: Box<dyn FnOnce() + Send + 'static>) {
-        drop(self.handle.spawn_blocking(body));
+impl Executor for Tokio {
+    fn name(&self) -> &'static str {
+        "tokio"
     }
 
-    /// Runs `future` as a detached tokio task.
-    pub fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
+    /// On the runtime's blocking pool, which names its own threads (`spec`
+    /// is not used). A runtime that is shutting down drops `body` uncalled,
+    /// which kasync notices.
+    fn spawn_worker(&self, _spec: WorkerSpec, body: Box<dyn FnOnce() + Send + 'static>) -> io::Result<()> {
+        drop(self.handle.spawn_blocking(body));
+        Ok(())
+    }
+
+    fn spawn_future(&self, future: ExecutorFuture) {
         drop(self.handle.spawn(future));
     }
-}
 
-/// Whether the calling thread may block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockingMode {
-    /// Not inside a tokio runtime: block freely.
-    Free,
-    /// Inside a multi-thread runtime: block through [`block_in_place`].
-    InPlace,
-    /// Inside a runtime where blocking would stall it.
-    Forbidden(&'static str),
-}
+    /// Judged by the calling thread's runtime, whichever it is: outside any,
+    /// block freely; on a multi-thread runtime, through `block_in_place`; a
+    /// current-thread runtime stalls only when the thread running its
+    /// scheduler blocks, so its `spawn_blocking` threads (and threads that
+    /// merely entered it) block freely.
+    fn blocking(&self, _in_async_call: bool) -> Blocking {
+        match Handle::try_current() {
+            Err(_) => Blocking::Allowed,
+            Ok(handle) => match handle.runtime_flavor() {
+                RuntimeFlavor::MultiThread => Blocking::InPlace,
+                RuntimeFlavor::CurrentThread if !runs_a_scheduler() => Blocking::Allowed,
+                RuntimeFlavor::CurrentThread => {
+                    Blocking::Forbidden("the thread runs a tokio current-thread runtime's scheduler")
+                }
+                _ => Blocking::Forbidden("the thread belongs to a tokio runtime that cannot block in place"),
+            },
+        }
+    }
 
-/// How the calling thread may block.
-pub fn blocking_mode() -> BlockingMode {
-    match Handle::try_current() {
-        Err(_) => BlockingMode::Free,
-        Ok(handle) => match handle.runtime_flavor() {
-            RuntimeFlavor::MultiThread => BlockingMode::InPlace,
-            // A current-thread runtime stalls only when the thread running
-            // its scheduler blocks; its `spawn_blocking` threads, and threads
-            // that merely entered it, may block freely.
-            RuntimeFlavor::CurrentThread if !runs_a_scheduler() => BlockingMode::Free,
-            RuntimeFlavor::CurrentThread => {
-                BlockingMode::Forbidden("the thread runs a tokio current-thread runtime's scheduler")
-            }
-            _ => BlockingMode::Forbidden("the thread belongs to a tokio runtime that cannot block in place"),
-        },
+    fn block_in_place(&self, f: &mut dyn FnMut()) {
+        tokio::task::block_in_place(f)
     }
 }
 
@@ -131,9 +135,4 @@ fn runs_a_scheduler() -> bool {
     let mut yielding = pin!(tokio::task::yield_now());
     let _ = yielding.as_mut().poll(&mut Context::from_waker(&waker));
     !woken.0.load(Ordering::Relaxed)
-}
-
-/// Runs `f`, which blocks, without stalling a multi-thread runtime's worker.
-pub fn block_in_place(f: &mut dyn FnMut()) {
-    tokio::task::block_in_place(f)
 }

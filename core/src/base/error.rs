@@ -175,3 +175,11 @@ impl fmt::Display for BuildError {
 }
 
 impl Error for BuildError {}
+
+/// So `Tokio::current()?` works where a `BuildError` is returned.
+#[cfg(feature = "tokio")]
+impl From<kasync_tokio::NoRuntime> for BuildError {
+    fn from(e: kasync_tokio::NoRuntime) -> BuildError {
+        BuildError::Executor(e.to_string())
+    }
+}

@@ -47,10 +47,7 @@ pub(crate) fn start_threads(shared: &Arc<Shared>, actions: Actions) {
         start_unstarted(shared);
     }
     if actions.start_watchdog {
-        let spec = WorkerSpec {
-            name: format!("{}-watchdog", shared.config.thread_name),
-            stack_size: None,
-        };
+        let spec = WorkerSpec::new(format!("{}-watchdog", shared.config.thread_name), None);
         let reservation = Reservation {
             shared: Some(shared.clone()),
             slot: None,
@@ -102,10 +99,7 @@ pub(crate) fn start_unstarted(shared: &Arc<Shared>) {
             return;
         };
         let n = shared.worker_names.fetch_add(1, Ordering::Relaxed);
-        let spec = WorkerSpec {
-            name: format!("{}-{}", shared.config.thread_name, n),
-            stack_size: shared.config.stack_size,
-        };
+        let spec = WorkerSpec::new(format!("{}-{}", shared.config.thread_name, n), shared.config.stack_size);
         let reservation = Reservation {
             shared: Some(shared.clone()),
             slot: Some(slot),
