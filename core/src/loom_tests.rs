@@ -301,3 +301,93 @@ fn loom_pending_async_call_on_a_worker_is_compensated() {
         rt.synchronize_full().wait_no_help().unwrap();
     });
 }
+
+/// The watchdog's life (`model::growth`), driven from real loom threads
+/// under one lock as the engine drives it: a watchdog leaving because
+/// nothing is queued races a call that asks for one. Exactly one watchdog
+/// runs at a time, none is left requested without a thread to start it,
+/// and the last one leaves with nothing queued.
+#[test]
+fn loom_a_leaving_watchdog_and_a_new_call_agree_on_one_watchdog() {
+    use crate::model::growth::{PoolState, Settings, Tick, Watchdog};
+    use loom::sync::Mutex;
+
+    struct Pool {
+        pool: PoolState<()>,
+        queued: usize,
+        /// Watchdog threads asked for and not yet started.
+        to_start: usize,
+    }
+    fn watchdog(state: Arc<Mutex<Pool>>, s: Settings) {
+        let mut st = state.lock().unwrap();
+        st.to_start -= 1;
+        st.pool.watchdog_started();
+        loop {
+            let queued = st.queued;
+            match st.pool.on_tick(&s, queued, 1) {
+                Tick::Leave => return,
+                Tick::Stay { .. } => {}
+            }
+            drop(st);
+            loom::thread::yield_now();
+            st = state.lock().unwrap();
+        }
+    }
+    loom::model(|| {
+        let s = Settings {
+            max_workers: 1,
+            min_workers: 0,
+            eager_workers: 1,
+            spinners: 1,
+            tick: Some(std::time::Duration::from_millis(1)),
+        };
+        let state = Arc::new(Mutex::new(Pool {
+            pool: PoolState::default(),
+            queued: 0,
+            to_start: 0,
+        }));
+        // A busy pool: one worker runs a call, another call is queued, so
+        // the watchdog is asked for.
+        {
+            let mut st = state.lock().unwrap();
+            assert_eq!(st.pool.reserve(&s, 1), 1);
+            let slot = st.pool.take_unstarted().unwrap();
+            st.pool.started(slot, ());
+            st.pool.set_phase(slot, crate::model::growth::Phase::Running);
+            st.queued = 1;
+            let actions = st.pool.dispatch(&s, 1, 2);
+            assert!(actions.start_watchdog);
+            st.to_start += 1;
+        }
+        let first = {
+            let (state, s) = (state.clone(), s.clone());
+            loom::thread::spawn(move || watchdog(state, s))
+        };
+        // The queued call is claimed, then a new call is queued: it asks for
+        // a watchdog only if the first one has left.
+        let second = {
+            let mut st = state.lock().unwrap();
+            st.queued = 0;
+            drop(st);
+            let mut st = state.lock().unwrap();
+            st.queued = 1;
+            let actions = st.pool.dispatch(&s, 1, 2);
+            if actions.start_watchdog {
+                st.to_start += 1;
+                let (state, s) = (state.clone(), s.clone());
+                Some(loom::thread::spawn(move || watchdog(state, s)))
+            } else {
+                assert_ne!(st.pool.watchdog, Watchdog::Off, "a call queued with no watchdog coming");
+                None
+            }
+        };
+        // The last call is claimed: every watchdog leaves.
+        state.lock().unwrap().queued = 0;
+        first.join().unwrap();
+        if let Some(second) = second {
+            second.join().unwrap();
+        }
+        let st = state.lock().unwrap();
+        assert_eq!((st.pool.watchdog, st.to_start), (Watchdog::Off, 0));
+    });
+}

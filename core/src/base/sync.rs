@@ -180,6 +180,20 @@ pub(crate) fn passed(deadline: Instant) -> bool {
     }
 }
 
+/// Whether `later` came less than `d` after `earlier`. Under loom, always,
+/// as [`passed`] never passes: what a model does must not depend on time.
+pub(crate) fn within(earlier: Instant, later: Instant, d: std::time::Duration) -> bool {
+    #[cfg(not(loom))]
+    {
+        later.saturating_duration_since(earlier) < d
+    }
+    #[cfg(loom)]
+    {
+        let _ = (earlier, later, d);
+        true
+    }
+}
+
 /// Spins, yielding the CPU between checks, until `counter` moves past `seen`
 /// or `budget` has passed; returns whether it moved.
 pub(crate) fn spin_until_changed(counter: &AtomicU64, seen: u64, budget: std::time::Duration) -> bool {

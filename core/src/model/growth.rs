@@ -5,7 +5,7 @@
 //! actions out. The rule itself is described once, in
 //! `engine/pool/README.md`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slab::Slab;
 
@@ -32,8 +32,10 @@ pub(crate) enum Phase {
     /// Reserved: its thread has not run yet (an executor may hold a start
     /// back, or drop it).
     Starting,
-    /// Running a call (or a run of calls) since the instant.
-    Running(Instant),
+    /// Running a call. Each entry into this phase counts (`Slot::runs`), so
+    /// the watchdog can tell a worker that has been in one call since its
+    /// last tick without reading the clock per call.
+    Running,
     /// Blocked in a kasync wait it cannot help with, or in an async call
     /// polled on it that is pending: rule 3 replaced it.
     Blocked,
@@ -52,7 +54,7 @@ impl Phase {
     fn index(self) -> usize {
         match self {
             Phase::Starting => 0,
-            Phase::Running(_) => 1,
+            Phase::Running => 1,
             Phase::Blocked => 2,
             Phase::Spinning => 3,
             Phase::Parked => 4,
@@ -77,6 +79,11 @@ pub(crate) enum Watchdog {
 /// One worker's record.
 pub(crate) struct Slot<P> {
     pub(crate) phase: Phase,
+    /// Times it entered [`Phase::Running`].
+    runs: u64,
+    /// `runs` as the watchdog's last tick saw it: unchanged and still
+    /// running means it has been in one call for at least a tick.
+    runs_at_tick: u64,
     /// How to wake it when it parks (its thread's condition variable); set
     /// when its thread starts.
     pub(crate) parker: Option<P>,
@@ -239,7 +246,11 @@ impl<P> PoolState<P> {
     /// Moves worker `slot` to `phase`, keeping the counts and the parked
     /// list exact.
     pub(crate) fn set_phase(&mut self, slot: usize, phase: Phase) {
-        let old = std::mem::replace(&mut self.slots[slot].phase, phase);
+        let worker = &mut self.slots[slot];
+        let old = std::mem::replace(&mut worker.phase, phase);
+        if phase == Phase::Running {
+            worker.runs += 1;
+        }
         self.counts[old.index()] -= 1;
         self.counts[phase.index()] += 1;
         if old == Phase::Parked {
@@ -267,12 +278,20 @@ impl<P> PoolState<P> {
         self.unstarted.retain(|&s| s != slot);
     }
 
-    /// Running calls: when each started.
-    pub(crate) fn running_since(&self) -> impl Iterator<Item = Instant> + '_ {
-        self.slots.iter().filter_map(|(_, w)| match w.phase {
-            Phase::Running(since) => Some(since),
-            _ => None,
-        })
+    /// Whether some worker has been running one call since the last tick,
+    /// or none runs a call at all; and remembers, for the next tick, where
+    /// each worker is.
+    fn stuck_since_last_tick(&mut self) -> bool {
+        let mut running = 0;
+        let mut stuck = false;
+        for (_, w) in self.slots.iter_mut() {
+            if w.phase == Phase::Running {
+                running += 1;
+                stuck |= w.runs == w.runs_at_tick;
+            }
+            w.runs_at_tick = w.runs;
+        }
+        stuck || running == 0
     }
 
     /// The next reserved worker to hand to the executor.
@@ -309,6 +328,8 @@ impl<P> PoolState<P> {
             let slot = self.slots.insert(Slot {
                 phase: Phase::Starting,
                 parker: None,
+                runs: 0,
+                runs_at_tick: 0,
             });
             self.counts[Phase::Starting.index()] += 1;
             self.unstarted.push(slot);
@@ -437,15 +458,13 @@ impl<P> PoolState<P> {
         self.waiting_for_thread(queued) > 0 && self.request_watchdog(s)
     }
 
-    /// Rule 4, once per tick. `started` calls started lowest-first since the
-    /// last tick; `now` is the tick's instant.
-    pub(crate) fn on_tick(&mut self, s: &Settings, queued: usize, started: u64, now: Instant) -> Tick {
+    /// Rule 4, once per tick (at least `stall_timeout` after the last one).
+    /// `started` calls started lowest-first since the last tick.
+    pub(crate) fn on_tick(&mut self, s: &Settings, queued: usize, started: u64) -> Tick {
         debug_assert_eq!(self.watchdog, Watchdog::Running);
-        let Some(tick) = s.tick else {
-            self.watchdog = Watchdog::Off;
-            return Tick::Leave;
-        };
-        if queued == 0 {
+        // Looked at every tick, so "since the last tick" means one tick.
+        let stuck = self.stuck_since_last_tick();
+        if s.tick.is_none() || queued == 0 {
             // Nothing waits: no parked worker is held back.
             self.watchdog = Watchdog::Off;
             return Tick::Leave;
@@ -483,11 +502,7 @@ impl<P> PoolState<P> {
         }
         // Stalled: a worker has sat in one call for a tick, or no worker is
         // running a call at all (none started, or all blocked at the cap).
-        let stalled = {
-            let mut running_calls = self.running_since().peekable();
-            running_calls.peek().is_none() || running_calls.any(|t| now.duration_since(t) >= tick)
-        };
-        if !stalled {
+        if !stuck {
             return calm;
         }
         // Parked workers first (past the wake limit: one of the awake is
@@ -561,8 +576,8 @@ mod tests {
         p
     }
 
-    fn run(p: &mut PoolState<()>, slot: usize, at: Instant) {
-        p.set_phase(slot, Phase::Running(at));
+    fn run(p: &mut PoolState<()>, slot: usize) {
+        p.set_phase(slot, Phase::Running);
     }
 
     #[test]
@@ -588,7 +603,7 @@ mod tests {
         assert_eq!((a.start_workers, a.start_watchdog), (0, true));
         p.watchdog_started();
         // The first tick finds no worker running a call: a stall.
-        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0, Instant::now()) else {
+        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0) else {
             panic!("left with a call queued");
         };
         assert!(stalled);
@@ -619,7 +634,6 @@ mod tests {
         let s = settings(8, 1, true);
         let mut p = parked_pool(&s, 4);
         p.calls_are_short = true;
-        let t = Instant::now();
         // Requested is not enough: every queued call wakes a worker.
         p.watchdog = Watchdog::Requested;
         assert_eq!(p.dispatch(&s, 2, FAN_OUT).woken, 2);
@@ -627,12 +641,19 @@ mod tests {
         let mut p = parked_pool(&s, 4);
         p.calls_are_short = true;
         p.watchdog = Watchdog::Running;
-        run(&mut p, 0, t);
+        run(&mut p, 0);
         assert_eq!(p.dispatch(&s, 3, FAN_OUT).woken, 0);
-        // One tick later the running worker is stuck in its call: the
-        // watchdog wakes parked workers (doubling the awake ones).
-        let later = t + Duration::from_millis(2);
-        let Tick::Stay { actions, stalled } = p.on_tick(&s, 3, 0, later) else {
+        // The first tick sees the worker start its call: not stuck.
+        assert_eq!(
+            p.on_tick(&s, 3, 0),
+            Tick::Stay {
+                actions: Actions::default(),
+                stalled: false
+            }
+        );
+        // One tick later it is still in that call: the watchdog wakes
+        // parked workers (doubling the awake ones).
+        let Tick::Stay { actions, stalled } = p.on_tick(&s, 3, 0) else {
             panic!()
         };
         assert!(stalled);
@@ -647,7 +668,7 @@ mod tests {
         let s = settings(8, 1, true);
         let mut p = parked_pool(&s, 3);
         p.calls_are_short = true;
-        run(&mut p, 0, Instant::now());
+        run(&mut p, 0);
         let a = p.dispatch(&s, 1, 0);
         assert!(a.start_watchdog || p.watchdog == Watchdog::Requested);
         p.watchdog_refused();
@@ -669,7 +690,7 @@ mod tests {
         assert_eq!(p.waiting_for_thread(2), 1);
         assert_eq!(p.dispatch(&s, 2, FAN_OUT).woken, 1);
         // A tick does not start more while a start is pending, but wakes.
-        let Tick::Stay { actions, .. } = p.on_tick(&s, 3, 0, Instant::now()) else {
+        let Tick::Stay { actions, .. } = p.on_tick(&s, 3, 0) else {
             panic!()
         };
         assert_eq!(actions.start_workers, 0);
@@ -684,7 +705,7 @@ mod tests {
         assert!(p.start_refused(&s, slot, 1));
         assert_eq!((p.workers(), p.watchdog), (0, Watchdog::Requested));
         p.watchdog_started();
-        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0, Instant::now()) else {
+        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0) else {
             panic!()
         };
         assert!(stalled);
@@ -706,10 +727,9 @@ mod tests {
     fn a_blocked_worker_is_replaced_by_a_parked_one_first() {
         let s = settings(8, 1, true);
         let mut p = parked_pool(&s, 2);
-        let t = Instant::now();
-        run(&mut p, 0, t);
+        run(&mut p, 0);
         let (before, a) = p.on_block(&s, 0, 1);
-        assert_eq!(before, Phase::Running(t));
+        assert_eq!(before, Phase::Running);
         assert_eq!((a.woken, a.start_workers), (1, 0));
         assert_eq!(p.count(Phase::Blocked), 1);
         // Nothing queued: no replacement.
@@ -726,7 +746,7 @@ mod tests {
         assert_eq!(p.reserve(&s, 2), 2);
         while let Some(slot) = p.take_unstarted() {
             p.started(slot, ());
-            run(&mut p, slot, Instant::now());
+            run(&mut p, slot);
         }
         let (_, a) = p.on_block(&s, 0, 1);
         assert_eq!(a.start_workers, 0, "at the cap nothing starts");
@@ -742,27 +762,26 @@ mod tests {
         let _ = p.dispatch(&s, 1, FAN_OUT);
         let slot = p.take_unstarted().unwrap();
         p.started(slot, ());
-        let t = Instant::now();
-        run(&mut p, slot, t);
+        run(&mut p, slot);
         let a = p.dispatch(&s, 1, FAN_OUT);
         assert!(a.start_watchdog);
         p.watchdog_started();
         // Progress this tick: calm.
         assert_eq!(
-            p.on_tick(&s, 1, 1, t + Duration::from_micros(10)),
+            p.on_tick(&s, 1, 1),
             Tick::Stay {
                 actions: Actions::default(),
                 stalled: false
             }
         );
         // No progress, the call still running a tick later: stalled.
-        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0, t + Duration::from_millis(1)) else {
+        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0) else {
             panic!()
         };
         assert!(stalled);
         assert_eq!(actions.start_workers, 1);
         // Nothing queued: the watchdog leaves.
-        assert_eq!(p.on_tick(&s, 0, 0, t + Duration::from_millis(2)), Tick::Leave);
+        assert_eq!(p.on_tick(&s, 0, 0), Tick::Leave);
         assert_eq!(p.watchdog, Watchdog::Off);
     }
 
@@ -792,7 +811,7 @@ mod tests {
         // Past the wake limit it leaves even with calls queued.
         p.calls_are_short = true;
         p.watchdog = Watchdog::Running;
-        run(&mut p, 1, Instant::now());
+        run(&mut p, 1);
         assert!(p.should_retire(&s, 0, true, 1));
         // Never below min_workers.
         let s = Settings { min_workers: 2, ..s };

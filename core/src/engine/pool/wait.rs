@@ -64,7 +64,7 @@ pub(crate) fn block_until<'a>(
                 // watchdog), blocked or not before.
                 let outer = worker_slot.map(|slot| {
                     let outer = st.pool.phase(slot);
-                    st.pool.set_phase(slot, Phase::Running(now()));
+                    st.pool.set_phase(slot, Phase::Running);
                     (slot, outer)
                 });
                 drop(st);

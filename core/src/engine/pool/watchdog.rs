@@ -25,7 +25,7 @@ pub(crate) fn main(shared: Arc<Shared>) {
         started_before = st.counters.started;
         let awake = st.pool.awake();
         let queued = st.queued;
-        match st.pool.on_tick(settings, queued, started, now()) {
+        match st.pool.on_tick(settings, queued, started) {
             Tick::Leave => {
                 shared.notify_drain(&st);
                 return;

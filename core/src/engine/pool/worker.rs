@@ -6,18 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::act::{notify_woken, start_threads, start_unstarted};
-use crate::base::sync::{now, passed, spin_until_changed};
+use crate::base::sync::{now, passed, spin_until_changed, within};
 use crate::engine::context;
 use crate::engine::observe;
 use crate::engine::run;
 use crate::engine::shared::Shared;
 use crate::model::growth::{Phase, FAN_OUT, SHORT_CALL, SPIN_FOR};
-
-/// Whether a call that started at `started` and has just ended was short.
-/// Under loom, always (see `sync::passed`).
-fn was_short(started: Instant) -> bool {
-    !passed(started + SHORT_CALL)
-}
 
 /// Worker `slot`'s thread.
 pub(crate) fn main(shared: Arc<Shared>, slot: usize) {
@@ -36,11 +30,18 @@ pub(crate) fn main(shared: Arc<Shared>, slot: usize) {
     // that slept 20 ms) a spin rarely finds one, and it would take a CPU
     // and a spinner's place from a waiter about to be satisfied.
     let mut spin_when_idle = true;
+    // When its current call started: the clock is read once per call, at
+    // its start, which is also about when the call before it ended.
+    let mut current_since: Option<Instant> = None;
     let mut st = shared.lock();
     loop {
         if let Some(claimed) = st.claim_lowest() {
             let started = now();
-            st.pool.set_phase(slot, Phase::Running(started));
+            if let Some(previous) = current_since.replace(started) {
+                spin_when_idle = within(previous, started, SHORT_CALL);
+                st.pool.calls_are_short = spin_when_idle;
+            }
+            st.pool.set_phase(slot, Phase::Running);
             let queued = st.queued;
             let actions = st.pool.dispatch(settings, queued, FAN_OUT);
             let start = notify_woken(&mut st, actions);
@@ -50,16 +51,18 @@ pub(crate) fn main(shared: Arc<Shared>, slot: usize) {
             }
             let (domain, cookie) = (claimed.domain, claimed.cookie);
             let finished = run::execute(&shared, claimed);
-            spin_when_idle = was_short(started);
             // Its end is recorded in the critical section that claims the
             // next call: one lock per call.
             st = shared.lock();
-            st.pool.calls_are_short = spin_when_idle;
             if let Some(finished) = finished {
                 let (guard, wakeups) = shared.record_end(st, domain, cookie, finished);
                 st = shared.wake_unlocked(guard, wakeups);
             }
             continue;
+        }
+        if let Some(previous) = current_since.take() {
+            spin_when_idle = !passed(previous + SHORT_CALL);
+            st.pool.calls_are_short = spin_when_idle;
         }
         if st.shutdown {
             break;
