@@ -74,6 +74,7 @@
 //! tokio runtime, else threads, smol, async-std, in that order;
 //! [`Builder::executor`] chooses explicitly.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::future::Future;
 use std::sync::OnceLock;

@@ -73,6 +73,7 @@
 //!
 //! Waits from async code (`.await`) hold no thread at all.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
 mod base;

@@ -178,6 +178,7 @@ impl Error for BuildError {}
 
 /// So `Tokio::current()?` works where a `BuildError` is returned.
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl From<kasync_tokio::NoRuntime> for BuildError {
     fn from(e: kasync_tokio::NoRuntime) -> BuildError {
         BuildError::Executor(e.to_string())

@@ -8,12 +8,16 @@ use std::sync::Arc;
 pub use kasync_executor::{Blocking, Executor, ExecutorFuture, WorkerSpec};
 
 #[cfg(feature = "async-std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-std")))]
 pub use kasync_async_std::AsyncStd;
 #[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
 pub use kasync_smol::Smol;
 #[cfg(feature = "threads")]
+#[cfg_attr(docsrs, doc(cfg(feature = "threads")))]
 pub use kasync_threads::Threads;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use kasync_tokio::{NoRuntime, Tokio};
 
 use crate::base::error::BuildError;
