@@ -1,11 +1,17 @@
 //! The boot benchmark: 256 calls that each block 20 ms, then register in
 //! cookie order. The ideal is 20 ms (every call in parallel, registration
-//! free). kasync and its peers run in the same process, one after another,
-//! and a table of ratios to the ideal is printed at the end; then a second
-//! table from rounds that run every contender once each in turn (fairer on
-//! a machine whose speed drifts), and where kasync's own time over the
-//! ideal goes (dispatch onto workers, and the registration chain after the
-//! last probe).
+//! free).
+//!
+//! A boot happens once, in a fresh process, on a cold pool, so the first
+//! table is **cold**: every contender runs in a fresh process of this
+//! benchmark (runtime or pool built inside the measured time), in rounds of
+//! every contender once each in rotating order, next to the
+//! thread-creation floor (256 threads that sleep 20 ms, nothing else). The
+//! tables after it are **warm**, a second boot in the same process: the
+//! criterion runs, one contender after the other, then rounds of every
+//! contender in turn (fairer on a machine whose speed drifts), then where
+//! kasync's own time over the ideal goes (dispatch onto workers, and the
+//! registration chain after the last probe).
 //!
 //! Run with `cargo bench --bench boot`.
 
@@ -198,17 +204,82 @@ fn print_interleaved() {
         ],
     );
     results.print_ratios(
-        &format!("boot, interleaved: {ROUNDS} rounds of every contender in turn"),
+        &format!("boot, warm, interleaved: {ROUNDS} rounds of every contender in turn"),
+        BLOCK,
+    );
+}
+
+/// The cold contenders, each run in a fresh process.
+const COLD: [&str; 5] = [
+    "kasync",
+    "blocking::unblock",
+    "std::thread::scope",
+    "tokio spawn_blocking+JoinSet",
+    "floor: 256 threads sleep 20 ms",
+];
+
+/// Set in a child process: the cold contender it runs.
+const COLD_ENV: &str = "KASYNC_BOOT_COLD";
+
+/// In a child process: one cold boot of `name`, building what it needs
+/// inside the measured time; prints the nanoseconds it took.
+fn run_cold_child(name: &str) {
+    let start = Instant::now();
+    match name {
+        "kasync" => boot_kasync(kasync::runtime()),
+        "blocking::unblock" => boot_blocking(),
+        "std::thread::scope" => boot_thread_scope(),
+        "tokio spawn_blocking+JoinSet" => boot_tokio(&tokio::runtime::Builder::new_multi_thread().build().unwrap()),
+        "floor: 256 threads sleep 20 ms" => thread::scope(|s| {
+            for _ in 0..CALLS {
+                s.spawn(|| thread::sleep(BLOCK));
+            }
+        }),
+        other => panic!("no cold contender {other:?}"),
+    }
+    println!("{}", start.elapsed().as_nanos());
+}
+
+/// Cold boots: each contender in a fresh process, in interleaved rounds.
+fn print_cold() {
+    const ROUNDS: usize = 7;
+    let me = std::env::current_exe().unwrap();
+    let results = Results::default();
+    for round in 0..ROUNDS {
+        for k in 0..COLD.len() {
+            let name = COLD[(round + k) % COLD.len()];
+            let out = std::process::Command::new(&me).env(COLD_ENV, name).output().unwrap();
+            let nanos: u64 = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or_else(|| panic!("cold {name}: {}", String::from_utf8_lossy(&out.stderr)));
+            results.record(name, Duration::from_nanos(nanos));
+        }
+    }
+    results.print_ratios(
+        &format!("boot, COLD (a fresh process per boot, {ROUNDS} interleaved rounds)"),
         BLOCK,
     );
 }
 
 fn main() {
+    if let Ok(name) = std::env::var(COLD_ENV) {
+        run_cold_child(&name);
+        return;
+    }
+    print_cold();
     let results = Results::default();
     let mut c = Criterion::default().configure_from_args();
     bench_boot(&mut c, &results);
     c.final_summary();
-    results.print_ratios(&format!("boot: {CALLS} calls x {} ms", BLOCK.as_millis()), BLOCK);
+    results.print_ratios(
+        &format!(
+            "boot, warm (a second boot in the same process): {CALLS} calls x {} ms",
+            BLOCK.as_millis()
+        ),
+        BLOCK,
+    );
     print_interleaved();
     print_breakdown(&kasync::Runtime::new().unwrap());
 }

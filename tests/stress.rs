@@ -142,8 +142,8 @@ impl Shared {
             Ok(()) => {}
             Err(SyncError::Panicked(report))
                 if report.message() == MARK
-                    && domain.map_or(true, |d| d == report.domain())
-                    && below.map_or(true, |b| report.cookie() < b) => {}
+                    && domain.is_none_or(|d| d == report.domain())
+                    && below.is_none_or(|b| report.cookie() < b) => {}
             Err(other) => self.anomaly(format!("{what}: {other:?}")),
         }
     }

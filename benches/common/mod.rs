@@ -42,6 +42,12 @@ impl Results {
         }
     }
 
+    /// Records one run of `name` that took `took` (measured elsewhere, such
+    /// as in a child process).
+    pub fn record(&self, name: &str, took: Duration) {
+        self.0.lock().unwrap().entry(name.to_string()).or_default().push(took);
+    }
+
     /// Records a contender that could not finish.
     pub fn failed(&self, name: &str) {
         self.0.lock().unwrap().entry(name.to_string()).or_default();

@@ -91,6 +91,7 @@ macro_rules! conformance {
             promises::a_blocking_wait_inside_block_on_helps_an_async_call,
             promises::a_blocking_wait_inside_an_async_call_helps_an_async_call,
             promises::a_call_handed_to_a_parked_helper_survives_unregister,
+            promises::a_call_handed_to_a_helper_that_unregister_satisfies_still_runs,
             promises::a_satisfied_barrier_is_not_terminated_before_its_first_poll,
             promises::would_deadlock_drops_the_earlier_waker_outside_the_lock,
             promises::await_inside_an_async_call_does_not_hold_back_a_queued_call,

@@ -627,8 +627,19 @@ pub fn builder_rejects_bad_settings(make: &MakeBuilder) {
         Err(kasync::BuildError::InvalidConfig(why)) => assert!(why.contains("eager_workers"), "{why}"),
         other => panic!("accepted a runtime that never starts a worker: {other:?}"),
     }
-    // With the watchdog it is fine (growth::no_eager_workers_still_runs_calls).
+    // With the watchdog it is fine (growth::no_eager_workers_still_runs_calls),
+    // and so is a fixed pool of `min_workers`.
     assert!(make().eager_workers(0).build().is_ok());
+    let fixed = make()
+        .eager_workers(0)
+        .min_workers(1)
+        .no_stall_watchdog()
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    fixed.schedule(move |_| tx.send(()).unwrap());
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the fixed pool runs calls");
 }
 
 pub fn panics_of_a_dropped_exclusive_domain_do_not_haunt_new_domains(make: &MakeBuilder) {

@@ -310,6 +310,51 @@ pub fn a_call_handed_to_a_parked_helper_survives_unregister(make: &MakeBuilder) 
     }
 }
 
+/// Review finding on the fix above: a call handed to a parked helper that
+/// is not a worker, when the same `unregister` also satisfies the helper's
+/// wait. The helper returned without running the call and without finding
+/// it a thread, so a call blocked on it (invisibly, on a channel) waited
+/// forever although worker slots and eager starts were free.
+pub fn a_call_handed_to_a_helper_that_unregister_satisfies_still_runs(make: &MakeBuilder) {
+    for round in 0..30 {
+        let rt = Arc::new(make().max_workers(3).eager_workers(2).build().unwrap());
+        let d = rt.domain("handed");
+        // B waits, invisibly, for X, which is scheduled later into `d`.
+        let (x_tx, x_rx) = mpsc::channel::<()>();
+        let (b_started_tx, b_started_rx) = mpsc::channel();
+        let (b_done_tx, b_done_rx) = mpsc::channel();
+        d.schedule(move |_| {
+            b_started_tx.send(()).unwrap();
+            let fed = x_rx.recv_timeout(HANG);
+            b_done_tx.send(fed.is_ok()).unwrap();
+        });
+        b_started_rx.recv_timeout(HANG).expect("B started");
+        // The helper: a plain thread parked in synchronize_full (it covers B).
+        let arrived = Arc::new(AtomicBool::new(false));
+        let (rt2, a2) = (rt.clone(), arrived.clone());
+        let helper = thread::spawn(move || {
+            a2.store(true, Ordering::SeqCst);
+            rt2.synchronize_full().wait()
+        });
+        while !arrived.load(Ordering::SeqCst) {
+            thread::yield_now();
+        }
+        for _ in 0..round % 8 {
+            thread::yield_now(); // vary how far the helper got
+        }
+        d.schedule(move |_| x_tx.send(()).unwrap());
+        d.unregister();
+        assert_eq!(
+            b_done_rx.recv_timeout(HANG),
+            Ok(true),
+            "round {round}: X was never run: {:?}",
+            rt.stats()
+        );
+        assert_eq!(helper.join().unwrap(), Ok(()));
+        assert_eq!(d.synchronize().wait_timeout(HANG), Ok(()));
+    }
+}
+
 /// Ready on its second poll (waking itself after the first).
 struct ReadySecond(bool);
 

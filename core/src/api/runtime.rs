@@ -401,9 +401,10 @@ impl Builder {
     /// call blocked and wakes them. Without the watchdog every idle worker
     /// is woken as calls come.
     ///
-    /// `0` means workers start only when the watchdog finds calls waiting;
-    /// [`Builder::build`] refuses it together with
-    /// [`Builder::no_stall_watchdog`], since then no worker would ever start.
+    /// `0` means workers start only when the watchdog finds calls waiting
+    /// (or as [`Builder::min_workers`]); [`Builder::build`] refuses it
+    /// together with [`Builder::no_stall_watchdog`] and `min_workers(0)`,
+    /// since then no worker would ever start.
     pub fn eager_workers(mut self, n: usize) -> Builder {
         self.config.pool.eager_workers = n;
         self.config.pool.spinners = n.clamp(1, parallelism());
@@ -453,11 +454,13 @@ impl Builder {
             // one).
             config.pool.tick = None;
         }
-        if config.pool.eager_workers == 0 && config.pool.tick.is_none() {
-            // Nothing would ever start a worker: only eager starts and the
-            // watchdog do (compensation needs a worker to begin with).
+        if config.pool.eager_workers == 0 && config.pool.min_workers == 0 && config.pool.tick.is_none() {
+            // Nothing would ever start a worker: only eager starts, the
+            // watchdog and `min_workers` do (compensation needs a worker to
+            // begin with).
             return Err(BuildError::InvalidConfig(
-                "eager_workers(0) needs the stall watchdog: without it no worker would ever start",
+                "eager_workers(0) with min_workers(0) needs the stall watchdog (a stall_timeout too long \
+                 to express counts as none): without it no worker would ever start",
             ));
         }
         let executor = match self.executor {

@@ -140,7 +140,12 @@ impl Future for CallFuture {
             return Poll::Ready(());
         };
         if let Some(worker) = this.blocked.take() {
-            act::unblock_worker(&mut shared.lock(), worker);
+            // Polled again on the worker it blocked, as `polls_futures_on_caller`
+            // promises. An executor that broke that promise moved the future:
+            // its worker went on, and its next phase change replaced Blocked.
+            if context::worker_slot(shared.id()) == Some(worker.slot()) {
+                act::unblock_worker(&mut shared.lock(), worker);
+            }
         }
         let result = {
             let _span = this.observer.as_ref().map(CallObserver::enter);
@@ -183,7 +188,9 @@ impl Future for CallFuture {
 impl Drop for CallFuture {
     fn drop(&mut self) {
         if let (Some(shared), Some(worker)) = (&self.shared, self.blocked.take()) {
-            act::unblock_worker(&mut shared.lock(), worker);
+            if context::worker_slot(shared.id()) == Some(worker.slot()) {
+                act::unblock_worker(&mut shared.lock(), worker);
+            }
         }
         if let Some(shared) = self.shared.take() {
             // Its own `Drop` is user code: contained, like a panic in a poll.

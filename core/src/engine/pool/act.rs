@@ -185,11 +185,23 @@ pub(crate) fn block_worker<'a>(
     if !start.threads_to_start() {
         return (st, blocked);
     }
-    st.counters.compensations += 1;
+    let compensated = start.start_workers > 0;
+    if compensated {
+        st.counters.compensations += 1;
+    }
     drop(st);
-    observe::compensated();
+    if compensated {
+        observe::compensated();
+    }
     start_threads(shared, start);
     (shared.lock(), blocked)
+}
+
+impl BlockedWorker {
+    /// The blocked worker's slot.
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
 }
 
 /// The worker blocked by [`block_worker`] runs again.
