@@ -38,6 +38,61 @@
 //! * [`Barrier`]: `.await` it (holds no thread) or `.wait()` on it (runs the
 //!   calls it waits for while it waits).
 //!
+//! # Values and order
+//!
+//! The kernel's calls speak in side effects. Three things its API lacks
+//! come on top, as ordinary calls of a domain (each takes a cookie and
+//! counts for barriers):
+//!
+//! * **Values:** [`spawn`] / [`Domain::spawn`] return a [`Task`] for the
+//!   call's value: `.wait()` it (helps, like a barrier), `.await` it (holds
+//!   no thread), or drop it to detach.
+//!
+//! ```
+//! let task = kasync::spawn(|_| "probe result".len());
+//! assert_eq!(task.wait().unwrap(), 12);
+//! ```
+//!
+//! * **Cancellation:** [`Task::cancel`] withdraws a call that has not
+//!   started; [`Domain::cancel`] withdraws every queued call of a domain. A
+//!   cancelled call never runs and counts as finished for every barrier.
+//!
+//! ```
+//! let rt = kasync::Runtime::builder().max_workers(1).build().unwrap();
+//! let (release, held) = std::sync::mpsc::channel::<()>();
+//! rt.schedule(move |_| held.recv().unwrap()); // keeps the only worker busy
+//! let task = rt.spawn(|_| unreachable!("cancelled before it ran"));
+//! assert!(task.cancel());
+//! assert_eq!(task.wait(), Err(kasync::TaskError::Cancelled));
+//! release.send(()).unwrap();
+//! ```
+//!
+//! * **Order:** [`Domain::map_ordered`] runs a function over inputs, up to
+//!   `window` at once, and yields the results in input order with memory
+//!   bounded by the window, as an `Iterator` or (via
+//!   [`OrderedMap::into_stream`]) a `Stream`.
+//!
+//! ```
+//! let rt = kasync::Runtime::new().unwrap();
+//! let sizes: Vec<usize> = rt
+//!     .domain("files")
+//!     .map_ordered(["Cargo.toml", "README.md"], 8, |name: &str| name.len())
+//!     .map(Result::unwrap)
+//!     .collect();
+//! assert_eq!(sizes, [10, 9]);
+//! ```
+//!
+//! Which API for which job:
+//!
+//! | job | API | threads held while waiting | allocations per call |
+//! | --- | --- | --- | --- |
+//! | fire-and-forget slow calls, kernel style | [`schedule`], [`Domain::schedule`] | none (barriers help) | 0 up to 32 bytes of captures, else 1 |
+//! | publish in cookie order from inside the calls | `schedule` + [`Domain::synchronize_cookie`] | one per waiting call | as above |
+//! | a value back from one call | [`spawn`], [`Domain::spawn`] | none | 1 |
+//! | caller-owned memory, no allocation | [`Domain::submit`] / [`Item`] | none | 0 |
+//! | a batch of borrowed items, all waited for | [`Domain::scope`] | none | 0 |
+//! | many inputs, results in input order, bounded memory | [`Domain::map_ordered`] | none | 1 |
+//!
 //! # Which waits are guaranteed to finish
 //!
 //! See the [`kasync_core`] crate documentation, section *Guarantees*.
@@ -82,8 +137,8 @@ use std::sync::OnceLock;
 pub use kasync_core::executor;
 pub use kasync_core::{
     current_cookie, current_is_async, Barrier, BuildError, Builder, CallRecord, Cookie, Domain, Executor, Full, Item,
-    ItemScope, Overflow, PanicReport, Runtime, Stats, Submitted, SyncError, ThreadRecord, Timeline, WaitError,
-    WaitRecord, Work,
+    ItemScope, OrderedMap, Overflow, PanicReport, Runtime, Stats, Submitted, SyncError, Task, TaskError, ThreadRecord,
+    Timeline, WaitError, WaitRecord, Work,
 };
 
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();
@@ -145,6 +200,32 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     runtime().schedule_async(f)
+}
+
+/// Spawns `f` in the global runtime's default domain and returns a [`Task`]
+/// for its value; see [`Domain::spawn`].
+///
+/// ```
+/// let task = kasync::spawn(|_| 6 * 7);
+/// assert_eq!(task.wait().unwrap(), 42);
+/// ```
+pub fn spawn<F, T>(f: F) -> Task<T>
+where
+    F: FnOnce(Cookie) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    runtime().spawn(f)
+}
+
+/// Spawns an async call in the global runtime's default domain and returns a
+/// [`Task`] for its future's value; see [`Domain::spawn_async`].
+pub fn spawn_async<F, Fut, T>(f: F) -> Task<T>
+where
+    F: FnOnce(Cookie) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    runtime().spawn_async(f)
 }
 
 /// A barrier for every call in every registered domain of the global runtime

@@ -7,9 +7,13 @@
 //! issues up to 40 operations from the test thread: scheduling calls (which
 //! may panic, may first wait `synchronize_cookie(own cookie)` to register in
 //! order, and may probe that waiting on their own call is refused),
-//! submitting owned or detached [`kasync::Item`]s, cookie barriers (on issued
-//! and future cookies), domain barriers, `synchronize_full` and waiting
-//! submitted handles. Calls run concurrently on workers and helpers. Checked
+//! submitting owned or detached [`kasync::Item`]s, spawning tasks (calls
+//! with a value, which may also register in order or probe), cancelling
+//! tasks (`Task::cancel`) and every queued call of a domain
+//! (`Domain::cancel`), dropping tasks, holding a worker (so that calls stay
+//! queued and can be cancelled), cookie barriers (on issued and future
+//! cookies), domain barriers, `synchronize_full` and waiting submitted
+//! handles and tasks. Calls run concurrently on workers and helpers. Checked
 //! against the model:
 //!
 //! * cookies are 1, 2, 3, ... across all domains, and each call receives its
@@ -21,8 +25,17 @@
 //!   domain, message and count of other panics follow the reporting rule of
 //!   `core/src/state.rs` (see [`Model::check_barrier`]);
 //! * submitted handles give back the same item, with its panic if it panicked;
-//! * every call runs exactly once, every item is dropped exactly once, and the
-//!   runtime's `completed`/`panicked` counters match;
+//! * every call runs exactly once unless it was cancelled, and a cancelled
+//!   call never runs: `Task::cancel` is `true` only for a call no cancel
+//!   reached before and that had not started (a `false` means it runs), and
+//!   each `Domain::cancel` returns how many of the calls it could reach (its
+//!   domain's, issued before it, not cancelled or known started before) never
+//!   ran; a cancelled call counts as finished for every barrier, never
+//!   panics, comes back to its handle or task as cancelled, and is left out
+//!   of the registration log;
+//! * every item and every closure is dropped exactly once (run or
+//!   cancelled), and the runtime's `completed`/`panicked` counters match the
+//!   calls that ran;
 //! * calls that waited on their own cookie appear after every earlier call of
 //!   their domain in the domain's registration log.
 //!
@@ -35,7 +48,7 @@ use std::sync::{Arc, Condvar, Mutex, Once};
 use std::thread;
 use std::time::Duration;
 
-use kasync::{Barrier, Cookie, Domain, Item, Runtime, Submitted, SyncError, WaitError, Work};
+use kasync::{Barrier, Cookie, Domain, Item, Runtime, Submitted, SyncError, Task, TaskError, WaitError, Work};
 use proptest::prelude::*;
 
 /// Hang guard for every blocking wait: generous, so a slow CI machine never
@@ -48,6 +61,10 @@ const MARK: &str = "kasync-model-panic";
 
 /// The default domain plus three more.
 const DOMAINS: usize = 4;
+
+/// The index of the exclusive domain of [`Op::Hold`]'s calls, which no other
+/// operation uses.
+const HOLD: usize = DOMAINS;
 
 fn quiet_deliberate_panics() {
     static ONCE: Once = Once::new();
@@ -140,6 +157,38 @@ enum Op {
     WaitHandle {
         pick: usize,
     },
+    /// `Domain::spawn`: like `Schedule`, with a task for its value.
+    Spawn {
+        dom: usize,
+        panics: bool,
+        ordered: Option<How>,
+        probe: bool,
+    },
+    /// Waits one of the outstanding tasks (nothing if there is none):
+    /// `Help` is `wait()`, `NoHelp` and `Timeout` are `wait_timeout(GUARD)`,
+    /// `Await` is `.await`.
+    WaitTask {
+        pick: usize,
+        how: How,
+    },
+    /// `Task::cancel` on one of the outstanding tasks (keeping it).
+    CancelTask {
+        pick: usize,
+    },
+    /// Drops one of the outstanding tasks: it is detached.
+    DropTask {
+        pick: usize,
+    },
+    /// `Domain::cancel`.
+    CancelDomain {
+        dom: usize,
+    },
+    /// Schedules a call into the exclusive `HOLD` domain that blocks its
+    /// worker until `Release` (unless one is held already). It runs at once
+    /// if it runs on the test thread (a helper may take it), and is released
+    /// before every wait that does not help, so nothing waits for it.
+    Hold,
+    Release,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -156,9 +205,17 @@ fn op() -> impl Strategy<Value = Op> {
             how()
         )
             .prop_map(|(dom, target, how)| Op::SyncCookie { dom, target, how }),
-        1 => (dom, how()).prop_map(|(dom, how)| Op::Sync { dom, how }),
+        1 => (dom.clone(), how()).prop_map(|(dom, how)| Op::Sync { dom, how }),
         1 => how().prop_map(|how| Op::SyncFull { how }),
         2 => any::<usize>().prop_map(|pick| Op::WaitHandle { pick }),
+        3 => (dom.clone(), panics, prop::option::weighted(0.3, how()), prop::bool::weighted(0.1))
+            .prop_map(|(dom, panics, ordered, probe)| Op::Spawn { dom, panics, ordered, probe }),
+        2 => (any::<usize>(), how()).prop_map(|(pick, how)| Op::WaitTask { pick, how }),
+        2 => any::<usize>().prop_map(|pick| Op::CancelTask { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::DropTask { pick }),
+        1 => dom.prop_map(|dom| Op::CancelDomain { dom }),
+        1 => Just(Op::Hold),
+        1 => Just(Op::Release),
     ]
 }
 
@@ -226,6 +283,8 @@ struct CallRecord {
     done: AtomicBool,
     /// Items only: how often the item was dropped.
     drops: AtomicU32,
+    /// Closures and tasks only: how often the closure was dropped.
+    freed: AtomicU32,
     /// The `synchronize_cookie(own)` result of an ordered call.
     ordered: Mutex<Option<Result<(), SyncError>>>,
     /// Results of waits on barriers covering the call itself.
@@ -234,8 +293,8 @@ struct CallRecord {
 
 struct Records {
     calls: Vec<CallRecord>,
-    /// Per domain, cookies in the order their calls registered.
-    logs: [Mutex<Vec<u64>>; DOMAINS],
+    /// Per domain (and `HOLD`), cookies in the order their calls registered.
+    logs: [Mutex<Vec<u64>>; DOMAINS + 1],
 }
 
 impl Records {
@@ -282,6 +341,56 @@ impl Drop for Probe {
     }
 }
 
+/// Captured by a closure: counts the closure's drops.
+struct Freed {
+    records: Arc<Records>,
+    index: usize,
+}
+
+impl Drop for Freed {
+    fn drop(&mut self) {
+        self.records.calls[self.index].freed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The body of a scheduled or spawned call (see [`Op::Schedule`]); returns
+/// the call's index, a task's value.
+#[allow(clippy::too_many_arguments)]
+fn call_body(
+    records: Arc<Records>,
+    index: usize,
+    dom: usize,
+    panics: bool,
+    ordered: Option<How>,
+    probe: bool,
+    domain: Domain,
+    rt: Arc<Runtime>,
+    full_covers_me: bool,
+) -> impl FnOnce(Cookie) -> usize + Send + 'static {
+    let freed = Freed {
+        records: records.clone(),
+        index,
+    };
+    move |cookie| {
+        let _freed = freed;
+        let record = records.entered(index, cookie);
+        if probe {
+            let mut probes = record.probes.lock().unwrap();
+            probes.push(domain.synchronize().wait());
+            if full_covers_me {
+                probes.push(rt.synchronize_full().wait());
+            }
+        }
+        drop(rt);
+        if let Some(how) = ordered {
+            let result = wait(domain.synchronize_cookie(cookie), how);
+            *record.ordered.lock().unwrap() = Some(result);
+        }
+        records.register(record, dom, cookie, index, panics);
+        index
+    }
+}
+
 // ---- the reference model ---------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,6 +398,30 @@ enum Kind {
     Closure,
     Owned,
     Detached,
+    Task,
+}
+
+/// Whether a call runs, as far as the model knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// No cancel could have reached it: it runs.
+    Open,
+    /// A `Domain::cancel` of its domain came while it was `Open`: it had
+    /// started (and runs), or that cancel took it. Settled by the next
+    /// barrier, handle or task that covers it.
+    Unknown,
+    /// Cancelled: it never runs.
+    Cancelled,
+    /// It runs (or ran).
+    Runs,
+}
+
+/// One `Domain::cancel`: what it returned, and the calls it could reach.
+#[derive(Debug)]
+struct DomainCancel {
+    dom: usize,
+    count: usize,
+    reachable: Vec<usize>,
 }
 
 /// Where a panic stands with respect to being reported.
@@ -311,6 +444,7 @@ struct ModelCall {
     panics: bool,
     ordered: bool,
     report: Report,
+    fate: Fate,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -341,9 +475,10 @@ enum Scope {
 /// definitely unreported panic. Cases with no contested panic in range are
 /// checked exactly.
 struct Model {
-    registered: [bool; DOMAINS],
-    names: [String; DOMAINS],
+    registered: [bool; DOMAINS + 1],
+    names: [String; DOMAINS + 1],
     calls: Vec<ModelCall>,
+    domain_cancels: Vec<DomainCancel>,
 }
 
 impl Model {
@@ -370,8 +505,109 @@ impl Model {
             panics,
             ordered,
             report: Report::Unreported,
+            fate: Fate::Open,
         });
         self.calls.len() - 1
+    }
+
+    /// Settles the fate of call `index` once a barrier covering it returned:
+    /// it has finished, or it was cancelled and never ran.
+    fn settle(&mut self, index: usize, records: &Records, what: &dyn std::fmt::Debug) -> Result<(), TestCaseError> {
+        let record = &records.calls[index];
+        let (done, runs) = (record.done.load(Ordering::SeqCst), record.runs.load(Ordering::SeqCst));
+        let cookie = Self::cookie_of(index);
+        let call = &mut self.calls[index];
+        match call.fate {
+            Fate::Open | Fate::Runs => {
+                prop_assert!(
+                    done,
+                    "{what:?} returned before call {cookie} finished ({:?})",
+                    call.fate
+                );
+                call.fate = Fate::Runs;
+            }
+            Fate::Cancelled => prop_assert!(
+                !done && runs == 0,
+                "cancelled call {cookie} ran (done {done}, runs {runs}); seen by {what:?}"
+            ),
+            Fate::Unknown if done => call.fate = Fate::Runs,
+            Fate::Unknown => {
+                prop_assert_eq!(
+                    runs,
+                    0,
+                    "{:?} returned while call {} ran (not cancelled, not finished)",
+                    what,
+                    cookie
+                );
+                call.fate = Fate::Cancelled;
+            }
+        }
+        Ok(())
+    }
+
+    /// A call came back as cancelled (to its handle or task).
+    fn came_back_cancelled(&mut self, index: usize, records: &Records) -> Result<(), TestCaseError> {
+        let cookie = Self::cookie_of(index);
+        let call = &mut self.calls[index];
+        prop_assert!(
+            matches!(call.fate, Fate::Cancelled | Fate::Unknown),
+            "call {} came back cancelled, but no cancel could reach it ({:?})",
+            cookie,
+            call.fate
+        );
+        call.fate = Fate::Cancelled;
+        prop_assert_eq!(
+            records.calls[index].runs.load(Ordering::SeqCst),
+            0,
+            "cancelled call {} ran",
+            cookie
+        );
+        Ok(())
+    }
+
+    /// Checks what `Task::cancel` returned for call `index`.
+    fn check_task_cancel(&mut self, index: usize, cancelled: bool, records: &Records) -> Result<(), TestCaseError> {
+        let cookie = Self::cookie_of(index);
+        let call = &mut self.calls[index];
+        match (call.fate, cancelled) {
+            (Fate::Open, true) => {
+                call.fate = Fate::Cancelled;
+                prop_assert_eq!(
+                    records.calls[index].runs.load(Ordering::SeqCst),
+                    0,
+                    "cancelled call {} ran",
+                    cookie
+                );
+            }
+            (Fate::Open, false) => call.fate = Fate::Runs,
+            (fate, true) => prop_assert!(
+                false,
+                "Task::cancel of call {cookie} returned true, but it was {fate:?}"
+            ),
+            (_, false) => {}
+        }
+        Ok(())
+    }
+
+    /// Records what `Domain::cancel` of `dom` returned: it could reach every
+    /// `Open` call of `dom`.
+    fn domain_cancelled(&mut self, dom: usize, count: usize) -> Result<(), TestCaseError> {
+        let mut reachable = Vec::new();
+        for (i, call) in self.calls.iter_mut().enumerate() {
+            if call.dom == dom && call.fate == Fate::Open {
+                call.fate = Fate::Unknown;
+                reachable.push(i);
+            }
+        }
+        prop_assert!(
+            count <= reachable.len(),
+            "Domain::cancel of {} returned {}, but only {} calls were reachable",
+            dom,
+            count,
+            reachable.len()
+        );
+        self.domain_cancels.push(DomainCancel { dom, count, reachable });
+        Ok(())
     }
 
     fn covers(&self, scope: Scope, index: usize) -> bool {
@@ -391,12 +627,8 @@ impl Model {
     ) -> Result<(), TestCaseError> {
         let covered: Vec<usize> = (0..self.calls.len()).filter(|&i| self.covers(scope, i)).collect();
         for &i in &covered {
+            self.settle(i, records, &scope)?;
             let record = &records.calls[i];
-            prop_assert!(
-                record.done.load(Ordering::SeqCst),
-                "barrier {scope:?} returned before call {} finished",
-                Self::cookie_of(i)
-            );
             if self.calls[i].kind == Kind::Detached {
                 prop_assert_eq!(
                     record.drops.load(Ordering::SeqCst),
@@ -410,7 +642,7 @@ impl Model {
         let panicked = |want: Report| -> Vec<u64> {
             covered
                 .iter()
-                .filter(|&&i| self.calls[i].panics && self.calls[i].report == want)
+                .filter(|&&i| self.calls[i].panics && self.calls[i].fate == Fate::Runs && self.calls[i].report == want)
                 .map(|&i| Self::cookie_of(i))
                 .collect()
         };
@@ -467,7 +699,22 @@ impl Model {
     ) -> Result<(), TestCaseError> {
         let cookie = Self::cookie_of(index);
         let record = &records.calls[index];
-        prop_assert!(record.done.load(Ordering::SeqCst), "handle {cookie} returned early");
+        if let Err(WaitError::Cancelled { item }) = result {
+            self.came_back_cancelled(index, records)?;
+            prop_assert_eq!(item.index, index);
+            prop_assert_eq!(item.runs, 0);
+            prop_assert_eq!(item.cookie, None);
+            prop_assert_eq!(
+                record.drops.load(Ordering::SeqCst),
+                0,
+                "cancelled item {} dropped early",
+                cookie
+            );
+            drop(item);
+            prop_assert_eq!(record.drops.load(Ordering::SeqCst), 1);
+            return Ok(());
+        }
+        self.settle(index, records, &format!("handle {cookie}"))?;
         let item = match result {
             Ok(item) => {
                 prop_assert!(!self.calls[index].panics, "handle {cookie}: panic not returned");
@@ -499,6 +746,85 @@ impl Model {
         drop(item);
         prop_assert_eq!(record.drops.load(Ordering::SeqCst), 1);
         Ok(())
+    }
+
+    /// Checks what waiting the task of call `index` gave.
+    fn check_task(
+        &mut self,
+        index: usize,
+        result: Result<usize, TaskError>,
+        records: &Records,
+    ) -> Result<(), TestCaseError> {
+        let cookie = Self::cookie_of(index);
+        if result == Err(TaskError::Cancelled) {
+            return self.came_back_cancelled(index, records);
+        }
+        self.settle(index, records, &format!("task {cookie}"))?;
+        match result {
+            Ok(value) => {
+                prop_assert!(!self.calls[index].panics, "task {cookie}: panic not returned");
+                prop_assert_eq!(value, index, "task {} gave another call's value", cookie);
+            }
+            Err(TaskError::Panicked(report)) => {
+                prop_assert!(self.calls[index].panics, "task {cookie}: unexpected panic {report:?}");
+                prop_assert_eq!(report.cookie().get(), cookie);
+                prop_assert_eq!(report.others(), 0);
+                let message = panic_message(index);
+                prop_assert_eq!(report.message(), message.as_str());
+                prop_assert_eq!(report.domain(), self.names[self.calls[index].dom].as_str());
+                // Delivered to its task: no later barrier reports it.
+                self.calls[index].report = Report::Reported;
+            }
+            Err(other) => prop_assert!(false, "task {cookie}: {other:?}"),
+        }
+        Ok(())
+    }
+}
+
+/// Opens the hold gate (if a call is held) when released or dropped: a
+/// failing case releases its held worker before the runtime is dropped.
+struct HoldSlot(Option<Gate>);
+
+impl HoldSlot {
+    fn release(&mut self) {
+        if let Some(gate) = self.0.take() {
+            gate.open();
+        }
+    }
+}
+
+impl Drop for HoldSlot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A one-shot gate.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.0 .0.lock().unwrap();
+        while !*open {
+            open = self.0 .1.wait(open).unwrap();
+        }
+    }
+}
+
+fn wait_task(task: Task<usize>, how: How) -> Result<usize, TaskError> {
+    match how {
+        How::Help => task.wait(),
+        How::NoHelp | How::Timeout => {
+            let mut task = task;
+            task.wait_timeout(GUARD)
+        }
+        How::Await => futures::executor::block_on(task),
     }
 }
 
@@ -563,10 +889,15 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         builder = builder.eager_workers(n);
     }
     let rt = Arc::new(builder.build().expect("runtime builds"));
-    let mut registered = [true; DOMAINS];
-    registered[1..].copy_from_slice(&case.registered);
-    let names: [String; DOMAINS] = std::array::from_fn(|d| match d {
+    // Declared after `rt`: a failing case releases the held worker first.
+    let mut hold = HoldSlot(None);
+    let test_thread = thread::current().id();
+    let mut registered = [true; DOMAINS + 1];
+    registered[1..DOMAINS].copy_from_slice(&case.registered);
+    registered[HOLD] = false;
+    let names: [String; DOMAINS + 1] = std::array::from_fn(|d| match d {
         0 => String::from("default"),
+        HOLD => String::from("hold"),
         d => format!("d{d}-{}", if registered[d] { "registered" } else { "exclusive" }),
     });
     let domains: Vec<Domain> = (0..DOMAINS)
@@ -580,12 +911,15 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         calls: (0..case.ops.len()).map(|_| CallRecord::default()).collect(),
         logs: std::array::from_fn(|_| Mutex::new(Vec::new())),
     });
+    let hold_domain = rt.exclusive_domain(&names[HOLD]);
     let mut model = Model {
         registered,
         names,
         calls: Vec::new(),
+        domain_cancels: Vec::new(),
     };
     let mut handles: Vec<(usize, Submitted<Probe>)> = Vec::new();
+    let mut tasks: Vec<(usize, Task<usize>)> = Vec::new();
 
     for op in &case.ops {
         match *op {
@@ -596,26 +930,95 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
                 probe,
             } => {
                 let index = model.add(dom, Kind::Closure, panics, ordered.is_some());
-                let (records, domain, rt2) = (records.clone(), domains[dom].clone(), rt.clone());
-                let full_covers_me = registered[dom];
+                let body = call_body(
+                    records.clone(),
+                    index,
+                    dom,
+                    panics,
+                    ordered,
+                    probe,
+                    domains[dom].clone(),
+                    rt.clone(),
+                    registered[dom],
+                );
                 let cookie = domains[dom].schedule(move |cookie| {
-                    let record = records.entered(index, cookie);
-                    if probe {
-                        let mut probes = record.probes.lock().unwrap();
-                        probes.push(domain.synchronize().wait());
-                        if full_covers_me {
-                            probes.push(rt2.synchronize_full().wait());
-                        }
-                    }
-                    drop(rt2);
-                    if let Some(how) = ordered {
-                        let result = wait(domain.synchronize_cookie(cookie), how);
-                        *record.ordered.lock().unwrap() = Some(result);
-                    }
-                    records.register(record, dom, cookie, index, panics);
+                    body(cookie);
                 });
                 prop_assert_eq!(cookie.get(), Model::cookie_of(index), "cookies are 1, 2, 3, ...");
             }
+            Op::Spawn {
+                dom,
+                panics,
+                ordered,
+                probe,
+            } => {
+                let index = model.add(dom, Kind::Task, panics, ordered.is_some());
+                let body = call_body(
+                    records.clone(),
+                    index,
+                    dom,
+                    panics,
+                    ordered,
+                    probe,
+                    domains[dom].clone(),
+                    rt.clone(),
+                    registered[dom],
+                );
+                let task = domains[dom].spawn(body);
+                prop_assert_eq!(task.cookie().get(), Model::cookie_of(index), "cookies are 1, 2, 3, ...");
+                tasks.push((index, task));
+            }
+            Op::WaitTask { pick, how } => {
+                if !tasks.is_empty() {
+                    if !matches!(how, How::Help) {
+                        hold.release();
+                    }
+                    let (index, task) = tasks.remove(pick % tasks.len());
+                    model.check_task(index, wait_task(task, how), &records)?;
+                }
+            }
+            Op::CancelTask { pick } => {
+                if !tasks.is_empty() {
+                    let (index, task) = &tasks[pick % tasks.len()];
+                    model.check_task_cancel(*index, task.cancel(), &records)?;
+                }
+            }
+            Op::DropTask { pick } => {
+                if !tasks.is_empty() {
+                    drop(tasks.remove(pick % tasks.len()));
+                }
+            }
+            Op::CancelDomain { dom } => {
+                let count = domains[dom].cancel();
+                model.domain_cancelled(dom, count)?;
+            }
+            Op::Hold => {
+                if hold.0.is_none() {
+                    let index = model.add(HOLD, Kind::Closure, false, false);
+                    let gate = Gate::default();
+                    let (g, records, freed) = (
+                        gate.clone(),
+                        records.clone(),
+                        Freed {
+                            records: records.clone(),
+                            index,
+                        },
+                    );
+                    let cookie = hold_domain.schedule(move |cookie| {
+                        let _freed = freed;
+                        let record = records.entered(index, cookie);
+                        // A helper on the test thread may take it: it must
+                        // not block there.
+                        if thread::current().id() != test_thread {
+                            g.wait();
+                        }
+                        records.register(record, HOLD, cookie, index, false);
+                    });
+                    prop_assert_eq!(cookie.get(), Model::cookie_of(index), "cookies are 1, 2, 3, ...");
+                    hold.0 = Some(gate);
+                }
+            }
+            Op::Release => hold.release(),
             Op::Submit { dom, panics, detached } => {
                 let kind = if detached { Kind::Detached } else { Kind::Owned };
                 let index = model.add(dom, kind, panics, false);
@@ -644,14 +1047,23 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
                     Target::Ahead(k) => model.next_cookie() + u64::from(*k),
                 };
                 let cookie = Cookie::new(below).expect("cookies are non-zero");
+                if !matches!(how, How::Help) {
+                    hold.release();
+                }
                 let result = wait(domains[dom].synchronize_cookie(cookie), how);
                 model.check_barrier(Scope::Domain { dom, below }, result, &records)?;
             }
             Op::Sync { dom, how } => {
+                if !matches!(how, How::Help) {
+                    hold.release();
+                }
                 let result = wait(domains[dom].synchronize(), how);
                 model.check_barrier(Scope::Domain { dom, below: u64::MAX }, result, &records)?;
             }
             Op::SyncFull { how } => {
+                if !matches!(how, How::Help) {
+                    hold.release();
+                }
                 let result = wait(rt.synchronize_full(), how);
                 model.check_barrier(Scope::Full, result, &records)?;
             }
@@ -665,14 +1077,19 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     }
 
     // Drain everything, still checking each result against the model.
-    let wait_handles = |model: &mut Model, handles: &mut Vec<(usize, Submitted<Probe>)>| {
-        for (index, submitted) in handles.drain(..) {
-            model.check_handle(index, submitted.wait(), &records)?;
-        }
-        Ok::<(), TestCaseError>(())
-    };
+    hold.release();
+    let wait_handles =
+        |model: &mut Model, handles: &mut Vec<(usize, Submitted<Probe>)>, tasks: &mut Vec<(usize, Task<usize>)>| {
+            for (index, submitted) in handles.drain(..) {
+                model.check_handle(index, submitted.wait(), &records)?;
+            }
+            for (index, task) in tasks.drain(..) {
+                model.check_task(index, task.wait(), &records)?;
+            }
+            Ok::<(), TestCaseError>(())
+        };
     if case.handles_first {
-        wait_handles(&mut model, &mut handles)?;
+        wait_handles(&mut model, &mut handles, &mut tasks)?;
     }
     let result = rt.synchronize_full().wait();
     model.check_barrier(Scope::Full, result, &records)?;
@@ -680,17 +1097,19 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         let result = domain.synchronize().wait();
         model.check_barrier(Scope::Domain { dom, below: u64::MAX }, result, &records)?;
     }
-    wait_handles(&mut model, &mut handles)?;
+    wait_handles(&mut model, &mut handles, &mut tasks)?;
+    prop_assert_eq!(hold_domain.synchronize().wait_timeout(GUARD), Ok(()));
+    for index in 0..model.calls.len() {
+        if model.calls[index].dom == HOLD {
+            model.settle(index, &records, &"the hold domain's barrier")?;
+        }
+    }
 
     check_records(&model, &records)?;
     let stats = rt.stats();
-    prop_assert_eq!(stats.completed, model.calls.len() as u64, "{:?}", stats);
-    prop_assert_eq!(
-        stats.panicked,
-        model.calls.iter().filter(|c| c.panics).count() as u64,
-        "{:?}",
-        stats
-    );
+    let ran = || model.calls.iter().filter(|c| c.fate == Fate::Runs);
+    prop_assert_eq!(stats.completed, ran().count() as u64, "{:?}", stats);
+    prop_assert_eq!(stats.panicked, ran().filter(|c| c.panics).count() as u64, "{:?}", stats);
     prop_assert_eq!((stats.pending, stats.queued), (0, 0), "{:?}", stats);
     if let Some(cap) = case.max_workers {
         prop_assert!(stats.peak_workers <= cap, "{:?}", stats);
@@ -703,12 +1122,26 @@ fn check_records(model: &Model, records: &Records) -> Result<(), TestCaseError> 
     for (index, call) in model.calls.iter().enumerate() {
         let cookie = Model::cookie_of(index);
         let record = &records.calls[index];
+        let drops = record.drops.load(Ordering::SeqCst);
+        let item = matches!(call.kind, Kind::Owned | Kind::Detached);
+        prop_assert_eq!(drops, u32::from(item), "item {} drops", cookie);
+        let freed = record.freed.load(Ordering::SeqCst);
+        prop_assert_eq!(freed, u32::from(!item), "closure {} drops", cookie);
+        match call.fate {
+            Fate::Runs => {}
+            Fate::Cancelled => {
+                prop_assert_eq!(record.runs.load(Ordering::SeqCst), 0, "cancelled call {} ran", cookie);
+                prop_assert!(!record.done.load(Ordering::SeqCst));
+                prop_assert!(record.probes.lock().unwrap().is_empty());
+                prop_assert!(record.ordered.lock().unwrap().is_none());
+                continue;
+            }
+            fate => prop_assert!(false, "call {cookie} still {fate:?} after every barrier"),
+        }
         prop_assert_eq!(record.runs.load(Ordering::SeqCst), 1, "call {} ran once", cookie);
         prop_assert_eq!(record.cookie.load(Ordering::SeqCst), cookie, "call got its own cookie");
         prop_assert!(record.context_ok.load(Ordering::SeqCst), "context inside call {cookie}");
         prop_assert!(record.done.load(Ordering::SeqCst));
-        let drops = record.drops.load(Ordering::SeqCst);
-        prop_assert_eq!(drops, u32::from(call.kind != Kind::Closure), "item {} drops", cookie);
         for probe in record.probes.lock().unwrap().iter() {
             prop_assert_eq!(
                 probe,
@@ -739,7 +1172,7 @@ fn check_records(model: &Model, records: &Records) -> Result<(), TestCaseError> 
     for (dom, log) in records.logs.iter().enumerate() {
         let log = log.lock().unwrap();
         let mine: Vec<u64> = (0..model.calls.len())
-            .filter(|&i| model.calls[i].dom == dom)
+            .filter(|&i| model.calls[i].dom == dom && model.calls[i].fate == Fate::Runs)
             .map(Model::cookie_of)
             .collect();
         let mut sorted = log.clone();
@@ -760,6 +1193,28 @@ fn check_records(model: &Model, records: &Records) -> Result<(), TestCaseError> 
             }
             seen.insert(cookie);
         }
+    }
+    // Each `Domain::cancel` took exactly as many calls as it said, among
+    // those it could reach.
+    for cancel in &model.domain_cancels {
+        let took = cancel
+            .reachable
+            .iter()
+            .filter(|&&i| model.calls[i].fate == Fate::Cancelled)
+            .count();
+        prop_assert_eq!(
+            cancel.count,
+            took,
+            "Domain::cancel of {} returned {} but {} of {:?} never ran",
+            cancel.dom,
+            cancel.count,
+            took,
+            cancel
+                .reachable
+                .iter()
+                .map(|&i| Model::cookie_of(i))
+                .collect::<Vec<_>>()
+        );
     }
     Ok(())
 }
@@ -817,6 +1272,73 @@ fn reporting_rule_smoke() {
                 dom: 1,
                 how: How::Await,
             },
+        ],
+        handles_first: false,
+        tuning: Tuning {
+            max_pending: None,
+            help_depth: None,
+            eager_workers: None,
+        },
+    };
+    run_case(&case).unwrap();
+}
+
+/// A fixed case with the only worker held: calls stay queued, so the
+/// cancels take them deterministically (`Task::cancel` the spawned call,
+/// `Domain::cancel` the rest of domain 1, an ordered call of domain 2 goes
+/// on past a cancelled one), and helping barriers run the rest.
+#[test]
+fn cancel_smoke() {
+    let schedule = |dom, ordered| Op::Schedule {
+        dom,
+        panics: false,
+        ordered,
+        probe: false,
+    };
+    let spawn = |dom, panics, ordered| Op::Spawn {
+        dom,
+        panics,
+        ordered,
+        probe: false,
+    };
+    let case = Case {
+        max_workers: Some(1),
+        registered: [true, false, true],
+        ops: vec![
+            Op::Hold,
+            // Domain 1: a task, a closure, an owned and a detached item.
+            spawn(1, true, None),
+            schedule(1, None),
+            Op::Submit {
+                dom: 1,
+                panics: true,
+                detached: false,
+            },
+            Op::Submit {
+                dom: 1,
+                panics: false,
+                detached: true,
+            },
+            // Domain 2: a chain registering in order; its middle task is cancelled.
+            spawn(2, false, Some(How::Help)),
+            spawn(2, false, Some(How::NoHelp)),
+            spawn(2, true, Some(How::Timeout)),
+            Op::CancelTask { pick: 2 },
+            Op::CancelDomain { dom: 1 },
+            Op::CancelTask { pick: 0 },
+            Op::WaitHandle { pick: 0 },
+            Op::Sync { dom: 1, how: How::Help },
+            Op::SyncFull { how: How::Help },
+            Op::WaitTask {
+                pick: 2,
+                how: How::Help,
+            },
+            Op::Release,
+            Op::WaitTask {
+                pick: 0,
+                how: How::Await,
+            },
+            Op::CancelDomain { dom: 2 },
         ],
         handles_first: false,
         tuning: Tuning {

@@ -391,3 +391,41 @@ fn loom_a_leaving_watchdog_and_a_new_call_agree_on_one_watchdog() {
         assert_eq!((st.pool.watchdog, st.to_start), (Watchdog::Off, 0));
     });
 }
+
+/// Cancelling a task races its worker claiming it: exactly one of
+/// "cancelled" and "ran" happens, and waiting agrees with it.
+#[test]
+fn loom_cancel_and_claim_agree_on_one_outcome() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let task = rt.spawn(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+            7
+        });
+        let cancelled = task.cancel();
+        let result = task.wait();
+        rt.synchronize_full().wait().unwrap();
+        if cancelled {
+            assert_eq!(result, Err(crate::TaskError::Cancelled));
+            assert_eq!(ran.load(Ordering::SeqCst), 0);
+        } else {
+            assert_eq!(result, Ok(7));
+            assert_eq!(ran.load(Ordering::SeqCst), 1);
+        }
+    });
+}
+
+/// A task's completion races its handle being polled as a future: the
+/// waker is not lost and the value arrives once.
+#[test]
+fn loom_task_completion_and_poll_do_not_lose_the_wake_up() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let task = rt.spawn(|cookie| cookie.get());
+        let cookie = task.cookie();
+        assert_eq!(loom::future::block_on(task), Ok(cookie.get()));
+        rt.synchronize_full().wait().unwrap();
+    });
+}

@@ -2,6 +2,7 @@
 //! gates and channels to order events, never sleeps.
 
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 #[derive(Clone, Default)]
 pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
@@ -30,5 +31,36 @@ pub struct CountingWaker(pub std::sync::atomic::AtomicUsize);
 impl futures::task::ArcWake for CountingWaker {
     fn wake_by_ref(arc_self: &Arc<Self>) {
         arc_self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// How long a test waits before it calls a wait a hang. Never reached by a
+/// passing test.
+pub const HANG: Duration = Duration::from_secs(30);
+
+/// Leaks `rt` (dropping it would wait for calls that can no longer finish)
+/// and fails with `message`.
+pub fn leak_and_fail(rt: kasync::Runtime, message: String) -> ! {
+    std::mem::forget(rt);
+    panic!("{message}");
+}
+
+/// Opens its gate when dropped: a failing test releases the calls it held,
+/// so dropping the runtime during the unwind does not hang.
+pub struct OpenOnDrop(pub Gate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        String::from("<non-string panic payload>")
     }
 }

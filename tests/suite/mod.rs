@@ -12,6 +12,7 @@ pub mod items;
 pub mod model;
 pub mod promises;
 pub mod shutdown;
+pub mod tasks;
 
 /// Instantiates every conformance test for an adapter. `$builder` is a
 /// `fn() -> kasync::Builder` that selects the adapter.
@@ -100,6 +101,31 @@ macro_rules! conformance {
             promises::an_async_call_whose_future_drop_panics_is_contained,
             promises::eager_workers_zero_without_a_watchdog_is_refused,
             promises::panicking_drop_of_an_item_whose_handle_was_dropped_is_reported,
+            tasks::spawn_returns_values_and_takes_the_next_cookie,
+            tasks::a_spawned_call_is_covered_by_barriers,
+            tasks::wait_runs_the_task_on_the_waiter_when_no_worker_is_free,
+            tasks::spawn_async_returns_values,
+            tasks::the_global_runtime_spawns,
+            tasks::a_task_panic_is_delivered_to_its_task_once,
+            tasks::a_detached_tasks_panic_is_reported_by_a_barrier,
+            tasks::cancel_before_start_never_runs_and_drops_the_closure_once,
+            tasks::cancel_after_start_or_finish_returns_false,
+            tasks::domain_cancel_cancels_every_queued_call_of_the_domain,
+            tasks::cancelled_calls_free_a_cookie_chain,
+            tasks::wait_timeout_times_out_and_the_task_stays_waitable,
+            tasks::dropping_a_task_detaches_it,
+            tasks::a_task_polled_as_a_future_then_waited,
+            tasks::waiting_on_a_task_from_inside_its_own_call_would_deadlock,
+            tasks::a_blocking_task_wait_inside_an_async_call,
+            tasks::map_ordered_keeps_input_order_under_random_delays,
+            tasks::map_ordered_bounds_inputs_pulled_and_calls_running,
+            tasks::map_ordered_yields_panics_in_place,
+            tasks::map_ordered_makes_progress_with_one_worker,
+            tasks::map_ordered_stream_and_iterator_give_the_same_results,
+            tasks::dropping_an_ordered_map_early_cancels_the_rest,
+            tasks::map_ordered_with_window_zero_panics_clearly,
+            tasks::map_ordered_with_window_one_and_a_huge_window,
+            tasks::map_ordered_slow_head_finishes_with_few_workers,
         );
     };
     (@tests $builder:path; $($module:ident :: $name:ident),* $(,)?) => {

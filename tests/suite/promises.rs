@@ -17,39 +17,8 @@ use futures::future::FusedFuture;
 use futures::task::{noop_waker, waker, ArcWake};
 use kasync::{Barrier, BuildError, Cookie, Domain, Item, Runtime, SyncError, Work};
 
-use super::gate::{CountingWaker, Gate};
+use super::gate::{leak_and_fail, panic_text, CountingWaker, Gate, OpenOnDrop, HANG};
 use super::MakeBuilder;
-
-/// How long a test waits before it calls a wait a hang. Never reached by a
-/// passing test.
-const HANG: Duration = Duration::from_secs(30);
-
-/// Leaks `rt` (dropping it would wait for calls that can no longer finish)
-/// and fails with `message`.
-fn leak_and_fail(rt: Runtime, message: String) -> ! {
-    std::mem::forget(rt);
-    panic!("{message}");
-}
-
-/// Opens its gate when dropped: a failing test releases the calls it held,
-/// so dropping the runtime during the unwind does not hang.
-struct OpenOnDrop(Gate);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        String::from("<non-string panic payload>")
-    }
-}
 
 /// Bug: after short calls a worker claimed calls ahead into a batch and kept
 /// the ends of the ones it ran in a thread-local list, recorded only after

@@ -6,7 +6,6 @@ use crate::base::inline_fn::BlockingFn;
 use crate::engine::shared::{Admission, Shared};
 use crate::model::call::Body;
 use crate::model::domain::{DomainHint, DomainId};
-use crate::model::item::ItemCall;
 use crate::model::state::{Scope, State};
 use crate::Cookie;
 use std::fmt;
@@ -85,15 +84,15 @@ impl Domain {
     /// refused it.
     pub(crate) fn submit_erased(
         &self,
-        call: ItemCall,
+        body: Body,
         prepare: &mut dyn FnMut(&mut State),
         admission: Admission,
     ) -> Option<Cookie> {
-        let mut call = Some(call);
+        let mut body = Some(body);
         let mut make = |st: &mut State| {
             prepare(st);
-            match call.take() {
-                Some(call) => Body::Item(call),
+            match body.take() {
+                Some(body) => body,
                 None => unreachable!("the body is made at most once"),
             }
         };
@@ -180,9 +179,10 @@ impl Domain {
         F: FnOnce(Cookie) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut body = Some(Body::Async(Box::new(move |cookie| {
-            Box::pin(f(cookie)) as crate::model::call::BoxFuture
-        })));
+        let mut body = Some(Body::Async(
+            Box::new(move |cookie| Box::pin(f(cookie)) as crate::model::call::BoxFuture),
+            None,
+        ));
         let mut make = |_: &mut State| body.take().expect("made once");
         self.inner
             .shared

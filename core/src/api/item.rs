@@ -6,6 +6,7 @@ use crate::base::executor::Blocking;
 use crate::base::sync::MutexGuard;
 use crate::engine::pool::{self};
 use crate::engine::shared::{Admission, Shared};
+use crate::model::call::Body;
 use crate::model::domain::DomainId;
 use crate::model::item::{header_of, Header, Item, Mode, ScopeCounter, Work};
 use crate::model::state::{Scope, State, Wake};
@@ -17,16 +18,26 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// How a submitted item's call ended: the item back, or why not cleanly.
+pub(crate) type Ended<W> = Result<Box<Item<W>>, WaitError<W>>;
 
 /// Why [`Submitted::wait`] did not give the item back cleanly.
 #[non_exhaustive]
-pub enum WaitError<W> {
+pub enum WaitError<W: ?Sized> {
     /// The item's `run` panicked. The item comes back anyway.
     Panicked {
         /// The item, ready to be submitted again.
         item: Box<Item<W>>,
         /// The panic.
         report: PanicReport,
+    },
+    /// The call was cancelled before it ran ([`Domain::cancel`](crate::Domain::cancel)):
+    /// `run` was never called. The item comes back untouched.
+    Cancelled {
+        /// The item, ready to be submitted again.
+        item: Box<Item<W>>,
     },
     /// Blocking here would stall the async runtime; `.await` the handle.
     BlockingNotAllowed {
@@ -37,10 +48,11 @@ pub enum WaitError<W> {
     },
 }
 
-impl<W> fmt::Debug for WaitError<W> {
+impl<W: ?Sized> fmt::Debug for WaitError<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WaitError::Panicked { report, .. } => f.debug_struct("Panicked").field("report", report).finish(),
+            WaitError::Cancelled { .. } => f.write_str("Cancelled"),
             WaitError::BlockingNotAllowed { reason, .. } => {
                 f.debug_struct("BlockingNotAllowed").field("reason", reason).finish()
             }
@@ -48,10 +60,11 @@ impl<W> fmt::Debug for WaitError<W> {
     }
 }
 
-impl<W> fmt::Display for WaitError<W> {
+impl<W: ?Sized> fmt::Display for WaitError<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WaitError::Panicked { report, .. } => report.fmt(f),
+            WaitError::Cancelled { .. } => f.write_str("the item's call was cancelled before it ran"),
             WaitError::BlockingNotAllowed { reason, .. } => {
                 write!(
                     f,
@@ -62,7 +75,7 @@ impl<W> fmt::Display for WaitError<W> {
     }
 }
 
-impl<W> std::error::Error for WaitError<W> {}
+impl<W: ?Sized> std::error::Error for WaitError<W> {}
 
 /// A submitted item: wait for it (or `.await` it) to get the same box back.
 /// Dropping it detaches the item: kasync frees it after it runs. Only
@@ -74,7 +87,7 @@ impl<W> std::error::Error for WaitError<W> {}
 /// barriers already waiting when it happened report it too, later ones do
 /// not.
 #[must_use = "dropping the handle detaches the item; wait for it to get it back"]
-pub struct Submitted<W> {
+pub struct Submitted<W: ?Sized> {
     shared: Arc<Shared>,
     domain: DomainId,
     cookie: Cookie,
@@ -83,11 +96,30 @@ pub struct Submitted<W> {
 }
 
 // SAFETY: the handle owns the right to take the item back; the item is `Send`.
-unsafe impl<W: Send> Send for Submitted<W> {}
+unsafe impl<W: Send + ?Sized> Send for Submitted<W> {}
 // SAFETY: `&Submitted` only exposes the cookie.
-unsafe impl<W: Send> Sync for Submitted<W> {}
+unsafe impl<W: Send + ?Sized> Sync for Submitted<W> {}
 
 impl<W: Work> Submitted<W> {
+    /// The same handle, its item seen through an unsized type (a trait
+    /// object the work implements): how `Task<T>` erases its closure's type
+    /// without another allocation.
+    pub(crate) fn unsize<U: ?Sized>(self, coerce: impl FnOnce(NonNull<Item<W>>) -> NonNull<Item<U>>) -> Submitted<U> {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        Submitted {
+            // SAFETY: `this` is never used or dropped again; each field is
+            // moved out exactly once.
+            shared: unsafe { std::ptr::read(&this.shared) },
+            domain: this.domain,
+            cookie: this.cookie,
+            item: this.item.take().map(coerce),
+            // SAFETY: as above.
+            domain_name: unsafe { std::ptr::read(&this.domain_name) },
+        }
+    }
+}
+
+impl<W: Work + ?Sized> Submitted<W> {
     /// The item's call's cookie.
     pub fn cookie(&self) -> Cookie {
         self.cookie
@@ -101,12 +133,12 @@ impl<W: Work> Submitted<W> {
     /// Takes the item back once its call is done (lock held).
     fn take(&mut self, st: &mut State) -> Option<Result<Box<Item<W>>, WaitError<W>>> {
         let ptr = self.item?;
-        let (done, panic) = self.header(ptr).with(st, |slot| {
+        let (done, cancelled, panic) = self.header(ptr).with(st, |slot| {
             if slot.done {
                 slot.done = false;
-                (true, slot.panic.take())
+                (true, std::mem::take(&mut slot.cancelled), slot.panic.take())
             } else {
-                (false, None)
+                (false, false, None)
             }
         });
         if !done {
@@ -116,6 +148,9 @@ impl<W: Work> Submitted<W> {
         // SAFETY: the pointer came from `Box::leak` in `submit`, the call has
         // ended, and this handle was the only way back to it.
         let item = unsafe { Box::from_raw(ptr.as_ptr()) };
+        if cancelled {
+            return Some(Err(WaitError::Cancelled { item }));
+        }
         if panic.is_some() {
             // Delivered with the item: later barriers need not report it again.
             st.mark_reported(self.cookie);
@@ -145,10 +180,79 @@ impl<W: Work> Submitted<W> {
             });
         }
         let st = shared.lock();
-        crate::engine::blocking::block_permitted(&shared, st, permission, |st| self.block(&shared, st))
+        let done =
+            crate::engine::blocking::block_permitted(&shared, st, permission, |st| self.block(&shared, st, true, None));
+        match done {
+            Some(result) => result,
+            None => unreachable!("a wait without a deadline returns when done"),
+        }
     }
 
-    fn block<'a>(&mut self, shared: &'a Arc<Shared>, st: MutexGuard<'a, State>) -> Result<Box<Item<W>>, WaitError<W>> {
+    /// Blocks, helping if `help`, until the call ran (`Some`) or `deadline`
+    /// passed (`None`, the handle still waitable). Where this thread may
+    /// not block, `Err` says why.
+    pub(crate) fn wait_until(
+        &mut self,
+        help: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Ended<W>>, &'static str> {
+        let shared = self.shared.clone();
+        let permission = crate::engine::blocking::blocking_permission(&shared);
+        if let Blocking::Forbidden(reason) = permission {
+            return Err(reason);
+        }
+        let st = shared.lock();
+        Ok(crate::engine::blocking::block_permitted(
+            &shared,
+            st,
+            permission,
+            |st| self.block(&shared, st, help, deadline),
+        ))
+    }
+
+    /// Whether the item was already taken back.
+    pub(crate) fn is_spent(&self) -> bool {
+        self.item.is_none()
+    }
+
+    /// Whether the call has ended (ran, panicked or was cancelled).
+    pub(crate) fn is_done(&self) -> bool {
+        match self.item {
+            Some(ptr) => self.header(ptr).with(&mut self.shared.lock(), |slot| slot.done),
+            None => true,
+        }
+    }
+
+    /// Cancels the item's call if it has not started (see `Task::cancel`).
+    pub(crate) fn cancel(&self) -> bool {
+        if self.item.is_none() {
+            return false;
+        }
+        self.shared.cancel_call(self.domain, self.cookie)
+    }
+
+    /// The executor's name, for errors.
+    pub(crate) fn executor_name(&self) -> &'static str {
+        self.shared.executor.name()
+    }
+
+    /// The runtime's identity, for the self-wait check.
+    pub(crate) fn runtime_id(&self) -> usize {
+        self.shared.id()
+    }
+
+    /// The item's domain.
+    pub(crate) fn domain_id(&self) -> DomainId {
+        self.domain
+    }
+
+    fn block<'a>(
+        &mut self,
+        shared: &'a Arc<Shared>,
+        st: MutexGuard<'a, State>,
+        help: bool,
+        deadline: Option<Instant>,
+    ) -> Option<Result<Box<Item<W>>, WaitError<W>>> {
         let ptr = match self.item {
             Some(ptr) => ptr,
             None => unreachable!("a Submitted handle holds its item until it returns it"),
@@ -158,8 +262,8 @@ impl<W: Work> Submitted<W> {
             below: self.cookie.get() + 1,
             // The handle does not keep the domain alive.
             domain_name: Some(&self.domain_name),
-            help: true,
-            deadline: None,
+            help,
+            deadline,
         };
         let header = self.header(ptr) as *const Header;
         // SAFETY (both closures): the item is alive while `self` holds it.
@@ -170,14 +274,11 @@ impl<W: Work> Submitted<W> {
             &mut |st| unsafe { &*header }.with(st, |slot| slot.done),
             &mut |st, wake, _| unsafe { &*header }.with(st, |slot| std::mem::replace(&mut slot.wake, wake)),
         );
-        match self.take(&mut st) {
-            Some(result) => result,
-            None => unreachable!("block_until without a deadline returns when done"),
-        }
+        self.take(&mut st)
     }
 }
 
-impl<W: Work> Future for Submitted<W> {
+impl<W: Work + ?Sized> Future for Submitted<W> {
     type Output = Result<Box<Item<W>>, WaitError<W>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -200,7 +301,7 @@ impl<W: Work> Future for Submitted<W> {
     }
 }
 
-impl<W> Drop for Submitted<W> {
+impl<W: ?Sized> Drop for Submitted<W> {
     fn drop(&mut self) {
         let Some(ptr) = self.item.take() else {
             return;
@@ -227,7 +328,7 @@ impl<W> Drop for Submitted<W> {
     }
 }
 
-impl<W> fmt::Debug for Submitted<W> {
+impl<W: ?Sized> fmt::Debug for Submitted<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Submitted").field("cookie", &self.cookie).finish()
     }
@@ -262,7 +363,7 @@ impl<'a> ItemScope<'a> {
         };
         match self
             .domain
-            .submit_erased(Item::erase(ptr, false), prepare, Admission::Policy)
+            .submit_erased(Body::Item(Item::erase(ptr, false)), prepare, Admission::Policy)
         {
             Some(cookie) => {
                 self.highest.set(Some(cookie));
@@ -305,6 +406,48 @@ impl crate::Domain {
     }
 
     fn submit_boxed<W: Work>(&self, item: Box<Item<W>>, admission: Admission) -> Result<Submitted<W>, Box<Item<W>>> {
+        self.submit_owned(item, admission, |ptr| Body::Item(Item::erase(ptr, false)))
+    }
+
+    /// Submits a boxed item whose work lets go of what it holds when its call
+    /// is cancelled (`spawn`'s task).
+    pub(crate) fn submit_cancellable<W: crate::model::item::Cancellable>(&self, item: Box<Item<W>>) -> Submitted<W> {
+        match self.submit_owned(item, Admission::Policy, |ptr| {
+            Body::Item(crate::model::item::erase_cancellable(ptr))
+        }) {
+            Ok(submitted) => submitted,
+            Err(item) => {
+                drop(item);
+                crate::api::domain::reject_panic()
+            }
+        }
+    }
+
+    /// Submits a boxed item whose call is the async call `make` returns; the
+    /// item learns of its end (`spawn_async`'s task).
+    pub(crate) fn submit_async<W: Work>(
+        &self,
+        item: Box<Item<W>>,
+        make: Box<dyn FnOnce(Cookie) -> crate::model::call::BoxFuture + Send + 'static>,
+    ) -> Submitted<W> {
+        let body = |ptr| Body::Async(make, Some(Item::erase(ptr, false)));
+        match self.submit_owned(item, Admission::Policy, body) {
+            Ok(submitted) => submitted,
+            Err(item) => {
+                drop(item);
+                crate::api::domain::reject_panic()
+            }
+        }
+    }
+
+    /// Submits a boxed item its handle will take back, as the call `body`
+    /// makes of it.
+    fn submit_owned<W: Work>(
+        &self,
+        item: Box<Item<W>>,
+        admission: Admission,
+        body: impl FnOnce(NonNull<Item<W>>) -> Body,
+    ) -> Result<Submitted<W>, Box<Item<W>>> {
         let ptr = NonNull::from(Box::leak(item));
         let prepare = &mut |st: &mut State| {
             // SAFETY: we own the item; nobody else can reach it yet.
@@ -314,7 +457,7 @@ impl crate::Domain {
                 slot.panic = None;
             });
         };
-        match self.submit_erased(Item::erase(ptr, false), prepare, admission) {
+        match self.submit_erased(body(ptr), prepare, admission) {
             Some(cookie) => Ok(Submitted {
                 shared: self.shared().clone(),
                 domain: self.id(),
@@ -337,7 +480,7 @@ impl crate::Domain {
             // SAFETY: we own the item; nobody else can reach it yet.
             unsafe { header_of(ptr) }.with(st, |slot| slot.mode = Mode::Detached);
         };
-        match self.submit_erased(Item::erase(ptr, true), prepare, Admission::Policy) {
+        match self.submit_erased(Body::Item(Item::erase(ptr, true)), prepare, Admission::Policy) {
             Some(cookie) => cookie,
             None => {
                 // SAFETY: refused before anything saw the pointer; we own it.

@@ -4,4 +4,6 @@
 pub(crate) mod barrier;
 pub(crate) mod domain;
 pub(crate) mod item;
+pub(crate) mod ordered;
 pub(crate) mod runtime;
+pub(crate) mod task;

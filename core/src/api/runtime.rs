@@ -49,6 +49,9 @@ pub struct Stats {
     pub completed: u64,
     /// Calls that panicked.
     pub panicked: u64,
+    /// Queued calls cancelled before they started ([`Task::cancel`](crate::Task::cancel),
+    /// [`Domain::cancel`]).
+    pub cancelled: u64,
 }
 
 /// A kasync runtime: a cookie counter, a registered default domain, any other
@@ -150,6 +153,26 @@ impl Runtime {
         self.default_domain.schedule_async(f)
     }
 
+    /// Spawns `f` in the default domain; see [`Domain::spawn`].
+    pub fn spawn<F, T>(&self, f: F) -> crate::Task<T>
+    where
+        F: FnOnce(Cookie) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.default_domain.spawn(f)
+    }
+
+    /// Spawns an async call in the default domain; see
+    /// [`Domain::spawn_async`].
+    pub fn spawn_async<F, Fut, T>(&self, f: F) -> crate::Task<T>
+    where
+        F: FnOnce(Cookie) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.default_domain.spawn_async(f)
+    }
+
     /// A barrier for every call in every registered domain, including calls
     /// scheduled while waiting: it completes once they have all been empty at
     /// the same instant (the kernel's `async_synchronize_full`).
@@ -241,6 +264,7 @@ impl Runtime {
             peak_workers: st.pool.peak_workers,
             completed: c.completed,
             panicked: c.panicked,
+            cancelled: c.cancelled,
         }
     }
 }

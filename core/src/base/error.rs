@@ -62,6 +62,58 @@ impl fmt::Display for SyncError {
 
 impl Error for SyncError {}
 
+/// Why [`Task::wait`](crate::Task::wait) (or `.await`) gave no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The call panicked. The panic is delivered here, so later barriers do
+    /// not report it again.
+    Panicked(PanicReport),
+    /// The call was cancelled before it started ([`Task::cancel`](crate::Task::cancel),
+    /// [`Domain::cancel`](crate::Domain::cancel)): it never ran.
+    Cancelled,
+    /// The task's call is running on the waiting thread itself (below it:
+    /// the thread is helping from inside that call), so waiting could never
+    /// finish.
+    WouldDeadlock {
+        /// The task's cookie.
+        waiter: Cookie,
+    },
+    /// [`Task::wait_timeout`](crate::Task::wait_timeout) ran out of time;
+    /// the task stays waitable.
+    TimedOut,
+    /// Blocking here would stall the async runtime the thread belongs to:
+    /// `.await` the task instead.
+    BlockingNotAllowed {
+        /// The executor adapter that refused.
+        executor: &'static str,
+        /// Why blocking is not possible on this thread.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Panicked(report) => report.fmt(f),
+            TaskError::Cancelled => f.write_str("the task was cancelled before it ran"),
+            TaskError::WouldDeadlock { waiter } => write!(
+                f,
+                "waiting would deadlock: task {waiter} is running on this very thread"
+            ),
+            TaskError::TimedOut => f.write_str("timed out waiting for the task"),
+            TaskError::BlockingNotAllowed { executor, reason } => {
+                write!(
+                    f,
+                    "cannot block on this thread ({executor}: {reason}); `.await` the task instead"
+                )
+            }
+        }
+    }
+}
+
+impl Error for TaskError {}
+
 /// The reason [`SyncError::BlockingNotAllowed`] gives when a runtime is shut
 /// down on one of its own workers, where awaiting is no way out either.
 pub(crate) const OWN_WORKER: &str =

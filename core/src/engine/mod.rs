@@ -3,6 +3,7 @@
 //! observation. It acts on the model's decisions.
 
 pub(crate) mod blocking;
+pub(crate) mod cancel;
 pub(crate) mod context;
 pub(crate) mod observe;
 pub(crate) mod pool;

@@ -8,6 +8,7 @@ use crate::engine::pool::act::{self, BlockedWorker};
 use crate::engine::shared::Shared;
 use crate::model::call::{self, Body, BoxFuture, Claimed, Finished};
 use crate::model::domain::DomainId;
+use crate::model::item::ItemCall;
 use crate::model::state::{State, Wakeups};
 use crate::Cookie;
 use std::any::Any;
@@ -77,7 +78,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
                 })
             }
         }
-        Body::Async(make) => {
+        Body::Async(make, item) => {
             let made = catch(move || make(call.cookie));
             drop(guard);
             match made {
@@ -89,11 +90,15 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
                         future: Some(future),
                         observer: Some(observer),
                         blocked: None,
+                        item,
                     };
                     shared.executor.spawn_future(Box::pin(future));
                     return None;
                 }
-                Err(message) => Some(Err(message).into()),
+                Err(message) => Some(Finished {
+                    outcome: Err(message),
+                    item,
+                }),
             }
         }
     };
@@ -114,6 +119,8 @@ struct CallFuture {
     future: Option<BoxFuture>,
     /// Taken when the call finishes.
     observer: Option<CallObserver>,
+    /// The item that learns of the call's end (`spawn_async`'s task).
+    item: Option<ItemCall>,
     /// Set while the kasync worker polling it waits for it to be woken:
     /// on an executor that polls futures on the caller (threads), a
     /// pending poll blocks that worker, so rule 3 replaces it.
@@ -179,7 +186,8 @@ impl Future for CallFuture {
             if let Some(observer) = this.observer.take() {
                 observer.finished(&shared, outcome.is_err());
             }
-            shared.finish_call(this.frame.domain, this.frame.cookie, outcome.into());
+            let item = this.item.take();
+            shared.finish_call(this.frame.domain, this.frame.cookie, Finished { outcome, item });
         }
         Poll::Ready(())
     }
@@ -204,9 +212,10 @@ impl Drop for CallFuture {
             shared.finish_call(
                 self.frame.domain,
                 self.frame.cookie,
-                Finished::from(Err(Arc::from(
-                    "async call was dropped by its executor before it finished",
-                ))),
+                Finished {
+                    outcome: Err(Arc::from("async call was dropped by its executor before it finished")),
+                    item: self.item.take(),
+                },
             );
         }
     }

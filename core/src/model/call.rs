@@ -21,8 +21,9 @@ pub(crate) enum Body {
     /// A blocking function: the kernel's `async_func_t`. Kept inline when
     /// small; boxing a big one is the one allocation a closure costs.
     Blocking(BlockingFn),
-    /// A function that makes a future, polled on the runtime's executor.
-    Async(Box<dyn FnOnce(Cookie) -> BoxFuture + Send + 'static>),
+    /// A function that makes a future, polled on the runtime's executor;
+    /// with the item that learns of its end (`spawn_async`'s task).
+    Async(Box<dyn FnOnce(Cookie) -> BoxFuture + Send + 'static>, Option<ItemCall>),
     /// Caller-owned memory: queued by pointer, no allocation.
     Item(ItemCall),
 }

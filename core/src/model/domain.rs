@@ -150,6 +150,35 @@ impl DomainState {
     }
 
     /// The lowest unfinished cookie, or `u64::MAX` when the domain is empty.
+    /// Takes the queued, unstarted call `cookie` out of the domain: it will
+    /// never run and counts as finished. Returns its body, and whether the
+    /// domain's front (its lowest unfinished cookie) moved. `None` if the
+    /// call is not queued (started, finished, or never in this domain).
+    pub(crate) fn cancel(&mut self, cookie: Cookie) -> Option<(Body, bool)> {
+        // Every call is in cookie order; the queued ones are `calls[started..]`.
+        let at = self.calls.binary_search_by_key(&cookie, |slot| slot.cookie).ok()?;
+        if at < self.started {
+            return None;
+        }
+        let slot = self.calls.remove(at)?;
+        self.unfinished -= 1;
+        let advanced = at == 0;
+        Some((slot.body?, advanced))
+    }
+
+    /// Takes every queued, unstarted call out of the domain (see
+    /// [`DomainState::cancel`]), into `out`; returns whether the front moved.
+    pub(crate) fn cancel_queued(&mut self, out: &mut Vec<(Cookie, Body)>) -> bool {
+        let advanced = self.started == 0 && !self.calls.is_empty();
+        for slot in self.calls.drain(self.started..) {
+            self.unfinished -= 1;
+            if let Some(body) = slot.body {
+                out.push((slot.cookie, body));
+            }
+        }
+        advanced
+    }
+
     pub(crate) fn lowest_pending(&self) -> u64 {
         self.calls.front().map_or(u64::MAX, |slot| slot.cookie.get())
     }

@@ -55,6 +55,8 @@ pub(crate) enum Mode {
 /// The header's state, touched only under the runtime's state lock.
 pub(crate) struct Slot {
     pub(crate) done: bool,
+    /// Cancelled before it ran (then `done` too).
+    pub(crate) cancelled: bool,
     pub(crate) mode: Mode,
     pub(crate) panic: Option<Arc<str>>,
     pub(crate) wake: Wake,
@@ -72,6 +74,7 @@ impl Header {
         Header {
             slot: UnsafeCell::new(Slot {
                 done: false,
+                cancelled: false,
                 mode: Mode::Owned,
                 panic: None,
                 wake: Wake::Nobody,
@@ -94,7 +97,7 @@ impl Header {
 /// Caller-owned memory describing one call: a [`Work`] and a small header.
 /// Derefs to the work.
 #[repr(C)]
-pub struct Item<W> {
+pub struct Item<W: ?Sized> {
     // First, so a pointer to the item is a pointer to its header.
     header: Header,
     work: W,
@@ -103,10 +106,10 @@ pub struct Item<W> {
 // SAFETY: the header's slot is only accessed under the runtime's state lock
 // (see `Header::with`); the `NonNull` in `Mode::Scoped` points at a counter
 // that is itself only accessed under that lock. The work is `Send`.
-unsafe impl<W: Send> Send for Item<W> {}
+unsafe impl<W: Send + ?Sized> Send for Item<W> {}
 // SAFETY: shared references to an item only reach `work` through `Deref`
 // (requiring `W: Sync`) or the header under the state lock.
-unsafe impl<W: Sync> Sync for Item<W> {}
+unsafe impl<W: Sync + ?Sized> Sync for Item<W> {}
 
 impl<W: Work> Item<W> {
     /// Boxes `work` as an item to submit.
@@ -135,27 +138,55 @@ impl<W: Work> Item<W> {
             ptr: ptr.cast(),
             run: run_erased::<W>,
             free: free_erased::<W>,
+            cancelled: None,
             detached,
         }
     }
 }
 
-impl<W> Deref for Item<W> {
+/// Like [`Item::erase`], for work that lets go of what it holds when its
+/// call is cancelled (a task's closure).
+pub(crate) fn erase_cancellable<W: Cancellable>(ptr: NonNull<Item<W>>) -> ItemCall {
+    ItemCall {
+        cancelled: Some(cancelled_erased::<W>),
+        ..Item::erase(ptr, false)
+    }
+}
+
+/// Work that is told when its call is cancelled before it ran.
+pub(crate) trait Cancellable: Work {
+    /// Called instead of `run`, on the cancelling thread, before the item
+    /// learns it was cancelled: drop what the call would have consumed.
+    fn cancelled(&mut self);
+}
+
+/// Tells the work of the item at `ptr` that its call was cancelled.
+///
+/// # Safety
+/// As for `run_erased`: the call was taken out of its queue, so nothing
+/// else touches the work until the item learns it was cancelled.
+unsafe fn cancelled_erased<W: Cancellable>(ptr: NonNull<Header>) {
+    // SAFETY: guaranteed by the caller, as in `run_erased`.
+    let work = unsafe { &mut *ptr::addr_of_mut!((*ptr.cast::<Item<W>>().as_ptr()).work) };
+    work.cancelled();
+}
+
+impl<W: ?Sized> Deref for Item<W> {
     type Target = W;
     fn deref(&self) -> &W {
         &self.work
     }
 }
 
-impl<W> DerefMut for Item<W> {
+impl<W: ?Sized> DerefMut for Item<W> {
     fn deref_mut(&mut self) -> &mut W {
         &mut self.work
     }
 }
 
-impl<W: fmt::Debug> fmt::Debug for Item<W> {
+impl<W: fmt::Debug + ?Sized> fmt::Debug for Item<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Item").field("work", &self.work).finish()
+        f.debug_struct("Item").field("work", &&self.work).finish()
     }
 }
 
@@ -164,7 +195,7 @@ impl<W: fmt::Debug> fmt::Debug for Item<W> {
 ///
 /// # Safety
 /// `ptr` points to a live `Item<W>` for `'a`.
-pub(crate) unsafe fn header_of<'a, W>(ptr: NonNull<Item<W>>) -> &'a Header {
+pub(crate) unsafe fn header_of<'a, W: ?Sized>(ptr: NonNull<Item<W>>) -> &'a Header {
     // SAFETY: guaranteed by the caller.
     unsafe { &*ptr::addr_of!((*ptr.as_ptr()).header) }
 }
@@ -198,6 +229,8 @@ pub(crate) struct ItemCall {
     ptr: NonNull<Header>,
     run: unsafe fn(NonNull<Header>, Cookie),
     free: unsafe fn(NonNull<Header>),
+    /// Tells the work its call was cancelled, if it wants to know.
+    cancelled: Option<unsafe fn(NonNull<Header>)>,
     /// Submitted detached: freed right after it runs.
     detached: bool,
 }
@@ -213,6 +246,17 @@ impl ItemCall {
         // access to the work until the call ends; the item is alive until
         // then (its owner waits, or kasync frees it only afterwards).
         unsafe { (self.run)(self.ptr, cookie) }
+    }
+
+    /// Tells the work its call was cancelled (a task drops its closure).
+    /// Called with the lock released, after the call left its queue and
+    /// before [`ItemCall::cancel`].
+    pub(crate) fn tell_cancelled(&self) {
+        if let Some(cancelled) = self.cancelled {
+            // SAFETY: the call left its queue, so it never runs, and its
+            // handle reaches the work only after `cancel` marks it done.
+            unsafe { cancelled(self.ptr) }
+        }
     }
 
     /// Whether this item is freed as soon as it ran.
@@ -237,6 +281,36 @@ impl ItemCall {
     /// thread that ran it will touch it again, and that thread frees it.
     pub(crate) fn is_orphaned(&self, st: &mut State) -> bool {
         matches!(self.header().with(st, |slot| slot.mode), Mode::Detached)
+    }
+
+    /// Records, under the state lock, that the call was cancelled before it
+    /// ran. Returns the item if nobody will take it back (detached, or its
+    /// handle was dropped): the caller frees it with the lock released.
+    pub(crate) fn cancel(self, st: &mut State, wakeups: &mut Wakeups) -> Option<ItemCall> {
+        if self.detached {
+            return Some(self);
+        }
+        let mode = self.header().with(st, |slot| slot.mode);
+        match mode {
+            Mode::Detached => Some(self),
+            Mode::Owned => {
+                self.header().with(st, |slot| {
+                    slot.done = true;
+                    slot.cancelled = true;
+                    slot.wake.fire(wakeups);
+                });
+                None
+            }
+            Mode::Scoped(counter) => {
+                // SAFETY: as in `complete`.
+                let counter = unsafe { &mut *counter.as_ptr() };
+                counter.remaining -= 1;
+                if counter.remaining == 0 {
+                    counter.wake.fire(wakeups);
+                }
+                None
+            }
+        }
     }
 
     /// Records the end of the call in the item, under the state lock. An

@@ -84,6 +84,8 @@ pub(crate) struct Counters {
     pub(crate) spawn_failures: u64,
     pub(crate) compensations: u64,
     pub(crate) stalls: u64,
+    /// Queued calls cancelled before they started.
+    pub(crate) cancelled: u64,
 }
 
 /// Who to wake once the lock is released: task wakers (foreign code) and
@@ -168,6 +170,32 @@ fn covers(scope: Scope, below: u64, domain: DomainId, registered: bool, cookie: 
 
 fn wake(waiter: &mut WaiterState, wakeups: &mut Wakeups) {
     waiter.wake.fire(wakeups);
+}
+
+/// The front of domain `d` (its lowest unfinished cookie) moved: publishes
+/// it and wakes the waiters it satisfied.
+fn front_moved(d: &mut DomainState, waiters: &mut Slab<WaiterState>, wakeups: &mut Wakeups) {
+    // Published after the panic count: see `DomainHint`.
+    d.publish_lowest();
+    // Only the prefix of waiters whose bound the front has reached.
+    let lowest = d.lowest_pending();
+    let satisfied = d.waiters.partition_point(|&(below, _)| below <= lowest);
+    for (_, w) in d.waiters.drain(..satisfied) {
+        let waiter = &mut waiters[w];
+        waiter.done = true;
+        wake(waiter, wakeups);
+    }
+    // Wake the first waiter left early if it now waits for the front alone
+    // (a blocking waiter only; an async one ahead of it stops the check). It
+    // spins instead of parking again, so a chain of calls each waiting for
+    // the one before (register in cookie order) pays a wake-up per two links
+    // instead of one per link.
+    if let Some(&(below, w)) = d.waiters.first() {
+        let waiter = &mut waiters[w];
+        if matches!(waiter.wake, Wake::Thread(_)) && d.waits_for_few(below, NEAR_CALLS) {
+            wake(waiter, wakeups);
+        }
+    }
 }
 
 impl Wake {
@@ -358,28 +386,54 @@ impl State {
             unreported.push(record);
         }
         if advanced {
-            // Published after the panic count: see `DomainHint`.
-            d.publish_lowest();
-            // Only the prefix of waiters whose bound the front has reached.
-            let lowest = d.lowest_pending();
-            let satisfied = d.waiters.partition_point(|&(below, _)| below <= lowest);
-            for (_, w) in d.waiters.drain(..satisfied) {
-                let waiter = &mut waiters[w];
-                waiter.done = true;
-                wake(waiter, wakeups);
+            front_moved(d, waiters, wakeups);
+        }
+        if registered {
+            self.wake_full_if_drained(wakeups);
+        }
+        self.remove_domain_if_unused(domain);
+    }
+
+    /// Cancels the queued, unstarted call `cookie` of `domain`: it never
+    /// runs and counts as finished for every barrier. Returns its body, for
+    /// the caller to drop (or, for an item, to complete as cancelled) with
+    /// the lock released; `None` if it is not queued any more (it started,
+    /// or finished, or was cancelled before).
+    pub(crate) fn cancel(&mut self, domain: DomainId, cookie: Cookie, wakeups: &mut Wakeups) -> Option<Body> {
+        let d = self.domains.get_mut(domain.0)?;
+        let (body, advanced) = d.cancel(cookie)?;
+        self.cancelled(domain, 1, advanced, wakeups);
+        Some(body)
+    }
+
+    /// Cancels every queued, unstarted call of `domain` into `out` (see
+    /// [`State::cancel`]).
+    pub(crate) fn cancel_domain(&mut self, domain: DomainId, out: &mut Vec<(Cookie, Body)>, wakeups: &mut Wakeups) {
+        let before = out.len();
+        let advanced = self.domains[domain.0].cancel_queued(out);
+        self.cancelled(domain, out.len() - before, advanced, wakeups);
+    }
+
+    /// The bookkeeping of `n` queued calls of `domain` just cancelled.
+    fn cancelled(&mut self, domain: DomainId, n: usize, advanced: bool, wakeups: &mut Wakeups) {
+        if n == 0 {
+            return;
+        }
+        let d = &mut self.domains[domain.0];
+        if !d.has_queued() {
+            if let Some(at) = self.ready.iter().position(|&r| r == domain) {
+                self.ready.swap_remove(at);
             }
-            // The front moved: wake the first waiter left early if it now
-            // waits for the front alone (a blocking waiter only; an async
-            // one ahead of it stops the check). It spins instead of parking
-            // again, so a chain of calls each waiting for the one before
-            // (register in cookie order) pays a wake-up per two links
-            // instead of one per link.
-            if let Some(&(below, w)) = d.waiters.first() {
-                let waiter = &mut waiters[w];
-                if matches!(waiter.wake, Wake::Thread(_)) && d.waits_for_few(below, NEAR_CALLS) {
-                    wake(waiter, wakeups);
-                }
-            }
+        }
+        let registered = d.registered;
+        self.queued -= n;
+        self.pending -= n;
+        self.counters.cancelled += n as u64;
+        if registered {
+            self.registered_pending -= n;
+        }
+        if advanced {
+            front_moved(&mut self.domains[domain.0], &mut self.waiters, wakeups);
         }
         if registered {
             self.wake_full_if_drained(wakeups);

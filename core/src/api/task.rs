@@ -1,0 +1,350 @@
+//! Typed task handles: one call, one value. A task is an item whose work
+//! holds the closure and, once it ran, its value: `spawn` allocates that one
+//! box and nothing else, and waiting, helping, `.await`, detaching and
+//! panics behave exactly as for items.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::api::domain::Domain;
+use crate::api::item::{Submitted, WaitError};
+use crate::base::error::TaskError;
+use crate::base::sync::{now, Mutex};
+use crate::engine::context;
+use crate::model::call::BoxFuture;
+use crate::model::item::{Cancellable, Item, Work};
+use crate::Cookie;
+
+/// A task's work, whatever closure made it: what [`Task`] needs of it.
+trait TaskWork<T>: Work {
+    /// The value, once the call ran (taken once).
+    fn take_value(&mut self) -> Option<T>;
+}
+
+/// `spawn`'s work: the closure until it runs, then its value.
+struct BlockingTask<F, T> {
+    f: Option<F>,
+    value: Option<T>,
+}
+
+impl<F, T> Work for BlockingTask<F, T>
+where
+    F: FnOnce(Cookie) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(&mut self, cookie: Cookie) {
+        if let Some(f) = self.f.take() {
+            self.value = Some(f(cookie));
+        }
+    }
+}
+
+impl<F, T> Cancellable for BlockingTask<F, T>
+where
+    F: FnOnce(Cookie) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    /// The closure goes when the call is cancelled, not when the handle
+    /// does: what it captured (a channel's sender, say) is let go at once.
+    fn cancelled(&mut self) {
+        self.f = None;
+    }
+}
+
+impl<F, T> TaskWork<T> for BlockingTask<F, T>
+where
+    F: FnOnce(Cookie) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn take_value(&mut self) -> Option<T> {
+        self.value.take()
+    }
+}
+
+/// `spawn_async`'s work: the future runs as an async call and leaves its
+/// value here; `run` is never called for it.
+struct AsyncTask<T> {
+    value: Arc<Mutex<Option<T>>>,
+}
+
+impl<T: Send + 'static> Work for AsyncTask<T> {
+    fn run(&mut self, _: Cookie) {}
+}
+
+impl<T: Send + 'static> TaskWork<T> for AsyncTask<T> {
+    fn take_value(&mut self) -> Option<T> {
+        self.value.lock().take()
+    }
+}
+
+/// A spawned call and the value it returns: [`Domain::spawn`],
+/// [`Domain::spawn_async`].
+///
+/// Wait for it with [`Task::wait`] (blocks, and runs the domain's queued
+/// calls up to this one meanwhile, like [`Barrier::wait`](crate::Barrier::wait)),
+/// [`Task::wait_timeout`], or `.await` it (holds no thread). Dropping it
+/// detaches the task: the call still runs and its value is dropped.
+///
+/// ```
+/// let rt = kasync_core::Runtime::new().unwrap();
+/// let task = rt.spawn(|cookie| cookie.get() * 2);
+/// let cookie = task.cookie();
+/// assert_eq!(task.wait().unwrap(), cookie.get() * 2);
+/// ```
+#[must_use = "dropping a task detaches it; wait for it to get its value"]
+pub struct Task<T> {
+    handle: Submitted<dyn TaskWork<T>>,
+}
+
+impl<T: Send + 'static> Task<T> {
+    /// The call's cookie: it counts for barriers like any call's.
+    pub fn cookie(&self) -> Cookie {
+        self.handle.cookie()
+    }
+
+    /// Whether the call has ended (returned, panicked or was cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_done()
+    }
+
+    /// Cancels the call if it has not started: it then never runs, its
+    /// closure is dropped once, it counts as finished for every barrier,
+    /// and waiting gives [`TaskError::Cancelled`]. Returns `false` if the
+    /// call is running or has ended: it then runs to its end.
+    ///
+    /// ```
+    /// let rt = kasync_core::Runtime::builder().max_workers(1).build().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// rt.schedule(move |_| rx.recv().unwrap()); // holds the only worker
+    /// let task = rt.spawn(|_| "never");
+    /// assert!(task.cancel());
+    /// assert_eq!(task.wait(), Err(kasync_core::TaskError::Cancelled));
+    /// tx.send(()).unwrap();
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.handle.cancel()
+    }
+
+    /// Blocks until the call ended and returns its value, running the
+    /// domain's queued calls up to this one on this thread meanwhile.
+    ///
+    /// Errors: [`TaskError::Panicked`], [`TaskError::Cancelled`],
+    /// [`TaskError::WouldDeadlock`] (the task's call runs lower on this
+    /// very thread), [`TaskError::BlockingNotAllowed`] (where blocking would
+    /// stall an async runtime: `.await` instead; the task is then detached).
+    pub fn wait(mut self) -> Result<T, TaskError> {
+        self.wait_for(true, None)
+    }
+
+    /// Like [`Task::wait`], but gives up with [`TaskError::TimedOut`] after
+    /// `timeout`, and never runs calls on this thread (so it returns on
+    /// time). After `TimedOut` the task is still waitable.
+    ///
+    /// # Panics
+    ///
+    /// If the task's value was already taken (by an earlier wait or
+    /// `.await` that returned anything but `TimedOut`).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<T, TaskError> {
+        let deadline = now().checked_add(timeout);
+        self.wait_for(false, deadline)
+    }
+
+    fn wait_for(&mut self, help: bool, deadline: Option<std::time::Instant>) -> Result<T, TaskError> {
+        assert!(
+            !self.handle.is_spent(),
+            "kasync: a task was waited for after its result was taken"
+        );
+        let (runtime, domain, cookie) = (self.handle.runtime_id(), self.handle.domain_id(), self.cookie());
+        if let Some(waiter) = context::find_own_call(runtime, |f| f.domain == domain && f.cookie == cookie) {
+            return Err(TaskError::WouldDeadlock { waiter });
+        }
+        match self.handle.wait_until(help, deadline) {
+            Err(reason) => Err(TaskError::BlockingNotAllowed {
+                executor: self.handle.executor_name(),
+                reason,
+            }),
+            Ok(None) => Err(TaskError::TimedOut),
+            Ok(Some(ended)) => value_of(ended),
+        }
+    }
+}
+
+/// The task's result, from its item's.
+fn value_of<T: Send + 'static>(ended: crate::api::item::Ended<dyn TaskWork<T>>) -> Result<T, TaskError> {
+    match ended {
+        Ok(mut item) => match item.take_value() {
+            Some(value) => Ok(value),
+            None => {
+                // A call that ended without a panic left its value: a
+                // future that did not finish ends as a panic.
+                debug_assert!(false, "a task ended cleanly without a value");
+                Err(TaskError::Cancelled)
+            }
+        },
+        Err(WaitError::Panicked { report, .. }) => Err(TaskError::Panicked(report)),
+        Err(WaitError::Cancelled { .. }) => Err(TaskError::Cancelled),
+        Err(WaitError::BlockingNotAllowed { .. }) => {
+            unreachable!("a task waits through wait_until, which refuses first")
+        }
+    }
+}
+
+impl<T: Send + 'static> Future for Task<T> {
+    type Output = Result<T, TaskError>;
+
+    /// # Panics
+    ///
+    /// If polled again after it returned `Ready`.
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        assert!(
+            !self.handle.is_spent(),
+            "kasync: a task was polled after it returned its result"
+        );
+        Pin::new(&mut self.handle).poll(cx).map(value_of)
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("cookie", &self.handle.cookie()).finish()
+    }
+}
+
+impl Domain {
+    /// Schedules `f` like [`Domain::schedule`] (it takes the next cookie and
+    /// counts for barriers, lowest-first and helping) and returns a
+    /// [`Task`] for its value. One allocation: the task's box.
+    ///
+    /// ```
+    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// let probes = rt.domain("probes");
+    /// let tasks: Vec<_> = (0..4u64).map(|n| probes.spawn(move |_| n * n)).collect();
+    /// let squares: Vec<u64> = tasks.into_iter().map(|t| t.wait().unwrap()).collect();
+    /// assert_eq!(squares, [0, 1, 4, 9]);
+    /// ```
+    pub fn spawn<F, T>(&self, f: F) -> Task<T>
+    where
+        F: FnOnce(Cookie) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let item = Item::new(BlockingTask {
+            f: Some(f),
+            value: None,
+        });
+        Task {
+            handle: self
+                .submit_cancellable(item)
+                .unsize(|p| -> NonNull<Item<dyn TaskWork<T>>> { p }),
+        }
+    }
+
+    /// Schedules an async call like [`Domain::schedule_async`] and returns a
+    /// [`Task`] for the value of the future `f` makes.
+    ///
+    /// ```
+    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// let task = rt.default_domain().spawn_async(|cookie| async move { cookie.get() + 1 });
+    /// let cookie = task.cookie();
+    /// assert_eq!(futures::executor::block_on(task).unwrap(), cookie.get() + 1);
+    /// ```
+    pub fn spawn_async<F, Fut, T>(&self, f: F) -> Task<T>
+    where
+        F: FnOnce(Cookie) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let value = Arc::new(Mutex::new(None));
+        let out = value.clone();
+        let make = move |cookie| {
+            let future = f(cookie);
+            Box::pin(async move {
+                let v = future.await;
+                *out.lock() = Some(v);
+            }) as BoxFuture
+        };
+        let submitted = self.submit_async(Item::new(AsyncTask { value }), Box::new(make));
+        Task {
+            handle: submitted.unsize(|p| -> NonNull<Item<dyn TaskWork<T>>> { p }),
+        }
+    }
+
+    /// Cancels every queued, unstarted call of this domain (closures, async
+    /// calls, tasks, items) and returns how many. They never run, their
+    /// closures are dropped once, and they count as finished for every
+    /// barrier; tasks give [`TaskError::Cancelled`], items come back as
+    /// [`WaitError::Cancelled`] (detached ones are freed). Calls already
+    /// running run to their end. The domain stays usable.
+    ///
+    /// ```
+    /// let rt = kasync_core::Runtime::builder().max_workers(1).build().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let work = rt.domain("work");
+    /// rt.schedule(move |_| rx.recv().unwrap()); // holds the only worker
+    /// for _ in 0..3 {
+    ///     work.schedule(|_| unreachable!("cancelled"));
+    /// }
+    /// assert_eq!(work.cancel(), 3);
+    /// work.synchronize().wait().unwrap(); // cancelled calls count as finished
+    /// tx.send(()).unwrap();
+    /// ```
+    pub fn cancel(&self) -> usize {
+        self.shared().cancel_domain(self.id())
+    }
+}
+
+#[cfg(all(test, not(loom), feature = "threads"))]
+mod tests {
+    //! The unsized item behind a task (`Submitted::unsize`): named `miri_*`
+    //! so CI runs them under miri.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use crate::{Runtime, TaskError};
+
+    /// Counts its drops.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn miri_task_values_cancels_and_detaches_free_each_box_once() {
+        let rt = Runtime::builder().max_workers(1).no_stall_watchdog().build().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        // A value comes back; the closure's captures are dropped once.
+        let captured = Counted(drops.clone());
+        let task = rt.spawn(move |_| {
+            let _keep = &captured;
+            Counted(Arc::new(AtomicUsize::new(0)))
+        });
+        drop(task.wait().unwrap());
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        // Cancelled while the only worker is held: never runs, dropped once.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        rt.schedule(move |_| rx.recv().unwrap());
+        let captured = Counted(drops.clone());
+        let task = rt.spawn(move |_| drop(captured));
+        assert!(task.cancel());
+        assert_eq!(task.wait(), Err(TaskError::Cancelled));
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        // Detached before it ran: it runs, and its value is dropped once.
+        let value = drops.clone();
+        drop(rt.spawn(move |_| Counted(value)));
+        tx.send(()).unwrap();
+        rt.synchronize_full().wait().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
+        // A future's value.
+        let task = rt.spawn_async(|cookie| async move { cookie.get() });
+        let cookie = task.cookie();
+        assert_eq!(futures::executor::block_on(task), Ok(cookie.get()));
+    }
+}
