@@ -7,14 +7,14 @@
 //! Nothing here blocks, spawns or runs user code; callers collect [`Wakeups`]
 //! and act on them after unlocking. That is what the loom model exercises.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
 
 use slab::Slab;
 
 use crate::base::error::{PanicReport, SyncError};
-use crate::base::sync::Condvar;
+use crate::base::sync::{AtomicBool, Condvar};
 use crate::model::call::{Body, Claimed, Outcome};
 use crate::model::domain::{DomainHint, DomainId, DomainState};
 use crate::model::growth::PoolState;
