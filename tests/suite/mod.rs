@@ -126,6 +126,9 @@ macro_rules! conformance {
             tasks::map_ordered_with_window_zero_panics_clearly,
             tasks::map_ordered_with_window_one_and_a_huge_window,
             tasks::map_ordered_slow_head_finishes_with_few_workers,
+            tasks::a_barrier_over_a_cancelled_detached_item_returns_after_the_free,
+            tasks::domain_cancel_leaves_a_scopes_items_to_run,
+            tasks::map_ordered_next_where_blocking_is_not_allowed_panics_clearly,
         );
     };
     (@tests $builder:path; $($module:ident :: $name:ident),* $(,)?) => {

@@ -1178,3 +1178,111 @@ pub fn map_ordered_slow_head_finishes_with_few_workers(make: &MakeBuilder) {
     let stats = rt.stats();
     assert!(stats.peak_workers <= WINDOW + 2, "{stats:?}");
 }
+
+/// A detached item whose `Drop` yields a little, widening the window in
+/// which a barrier could see its call finished before the free.
+struct SlowToFree(Arc<AtomicBool>);
+
+impl Work for SlowToFree {
+    fn run(&mut self, _: Cookie) {}
+}
+
+impl Drop for SlowToFree {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            thread::yield_now();
+        }
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Review finding: a cancelled call counted as finished before its closure
+/// or item was gone, so a barrier over a cancelled `submit_detached` item
+/// returned before the item was freed (the free came after the wake-up).
+pub fn a_barrier_over_a_cancelled_detached_item_returns_after_the_free(make: &MakeBuilder) {
+    let rt = make().max_workers(1).build().unwrap();
+    for round in 0..20 {
+        let held = hold_a_worker(&rt);
+        let d = rt.domain("freed");
+        let freed = Arc::new(AtomicBool::new(false));
+        d.submit_detached(Item::new(SlowToFree(freed.clone())));
+        let (waiting_tx, waiting_rx) = mpsc::channel();
+        let (d2, f2) = (d.clone(), freed.clone());
+        let waiter = thread::spawn(move || {
+            waiting_tx.send(()).unwrap();
+            let result = d2.synchronize().wait_no_help();
+            (result, f2.load(Ordering::SeqCst))
+        });
+        waiting_rx.recv_timeout(HANG).unwrap();
+        assert_eq!(d.cancel(), 1);
+        let (result, freed_first) = waiter.join().unwrap();
+        assert_eq!(result, Ok(()));
+        assert!(
+            freed_first,
+            "round {round}: the barrier returned before the item was freed"
+        );
+        // A barrier made after the cancel returns sees it freed too.
+        assert_eq!(d.synchronize().wait(), Ok(()));
+        assert!(freed.load(Ordering::SeqCst));
+        drop(held);
+    }
+}
+
+/// Review finding: `Domain::cancel` silently withdrew items borrowed by a
+/// scope, which promises that every item runs. They are not cancelled.
+pub fn domain_cancel_leaves_a_scopes_items_to_run(make: &MakeBuilder) {
+    struct Ran(bool);
+    impl Work for Ran {
+        fn run(&mut self, _: Cookie) {
+            self.0 = true;
+        }
+    }
+    let rt = Arc::new(make().max_workers(1).build().unwrap());
+    let held = hold_a_worker(&rt);
+    let d = rt.domain("scoped");
+    let (submitted_tx, submitted_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let d2 = d.clone();
+    let scope = thread::spawn(move || {
+        let mut item = Item::local(Ran(false));
+        d2.scope(|s| {
+            s.submit(&mut item);
+            submitted_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        });
+        item.0
+    });
+    submitted_rx.recv_timeout(HANG).unwrap();
+    assert_eq!(d.cancel(), 0, "a scope's item is not cancelled");
+    go_tx.send(()).unwrap();
+    drop(held);
+    assert!(scope.join().unwrap(), "the scoped item ran");
+}
+
+/// Review finding: `OrderedMap::next` where blocking is not allowed
+/// detached the front task and went on pulling inputs past the window. It
+/// panics instead, telling to use the stream.
+pub fn map_ordered_next_where_blocking_is_not_allowed_panics_clearly(make: &MakeBuilder) {
+    let rt = make().build().unwrap();
+    if !matches!(rt.executor_name(), "smol" | "async-std") {
+        return; // threads and tokio workers may block in an async call
+    }
+    let d = rt.domain("in-async");
+    let map_domain = rt.domain("mapped");
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let p = pulled.clone();
+    d.schedule_async(move |_| async move {
+        let inputs = (0..1000usize).inspect(move |_| {
+            p.fetch_add(1, Ordering::SeqCst);
+        });
+        let mut map = map_domain.map_ordered(inputs, 4, |i| i);
+        for _ in 0..10 {
+            let _ = map.next();
+        }
+    });
+    match d.synchronize().wait_timeout(HANG) {
+        Err(SyncError::Panicked(report)) => assert!(report.message().contains("into_stream"), "{report}"),
+        other => panic!("expected the clear panic, got {other:?}"),
+    }
+    assert!(pulled.load(Ordering::SeqCst) <= 4, "pulled past the window");
+}

@@ -274,7 +274,16 @@ impl<W: Work + ?Sized> Submitted<W> {
             &mut |st| unsafe { &*header }.with(st, |slot| slot.done),
             &mut |st, wake, _| unsafe { &*header }.with(st, |slot| std::mem::replace(&mut slot.wake, wake)),
         );
-        self.take(&mut st)
+        let taken = self.take(&mut st);
+        if taken.is_none() {
+            // Timed out: take this thread's wake-up back (a later wait
+            // registers again), and drop it with the lock released.
+            // SAFETY: the item is alive while `self` holds it.
+            let stale = unsafe { &*header }.with(&mut st, |slot| std::mem::replace(&mut slot.wake, Wake::Nobody));
+            drop(st);
+            drop(stale);
+        }
+        taken
     }
 }
 
@@ -363,7 +372,7 @@ impl<'a> ItemScope<'a> {
         };
         match self
             .domain
-            .submit_erased(Body::Item(Item::erase(ptr, false)), prepare, Admission::Policy)
+            .submit_erased(Body::Item(Item::erase_scoped(ptr)), prepare, Admission::Policy)
         {
             Some(cookie) => {
                 self.highest.set(Some(cookie));

@@ -138,11 +138,25 @@ impl<T: Send + 'static> Iterator for OrderedMap<T> {
 
     /// The next result in input order; blocks until it is there, running
     /// the domain's queued calls up to it meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// Where blocking would stall an async runtime (use
+    /// [`OrderedMap::into_stream`] and `.await` there): going on would pull
+    /// past the window.
     fn next(&mut self) -> Option<Self::Item> {
         self.top_up();
-        let task = self.in_flight.pop_front()?;
+        let task = self.in_flight.front_mut()?;
         let cookie = task.cookie();
-        Some(self.yielded(cookie, task.wait()))
+        let result = task.wait_in_place();
+        if let Err(TaskError::BlockingNotAllowed { executor, reason }) = &result {
+            panic!(
+                "kasync: OrderedMap::next cannot block on this thread ({executor}: {reason}); \
+                 use into_stream() and .await it"
+            );
+        }
+        self.in_flight.pop_front();
+        Some(self.yielded(cookie, result))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

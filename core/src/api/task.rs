@@ -154,6 +154,12 @@ impl<T: Send + 'static> Task<T> {
         self.wait_for(false, deadline)
     }
 
+    /// [`Task::wait`] without giving the task up: on `BlockingNotAllowed`
+    /// it is still waitable.
+    pub(crate) fn wait_in_place(&mut self) -> Result<T, TaskError> {
+        self.wait_for(true, None)
+    }
+
     fn wait_for(&mut self, help: bool, deadline: Option<std::time::Instant>) -> Result<T, TaskError> {
         assert!(
             !self.handle.is_spent(),
@@ -276,9 +282,12 @@ impl Domain {
     /// Cancels every queued, unstarted call of this domain (closures, async
     /// calls, tasks, items) and returns how many. They never run, their
     /// closures are dropped once, and they count as finished for every
-    /// barrier; tasks give [`TaskError::Cancelled`], items come back as
-    /// [`WaitError::Cancelled`] (detached ones are freed). Calls already
-    /// running run to their end. The domain stays usable.
+    /// barrier once that drop is done (a barrier over them returns only
+    /// after it); tasks give [`TaskError::Cancelled`], items come back as
+    /// [`WaitError::Cancelled`] (detached ones are freed, first). Calls
+    /// already running run to their end, and items borrowed by a
+    /// [`Domain::scope`] are left to run: a scope promises its items run.
+    /// The domain stays usable.
     ///
     /// ```
     /// let rt = kasync_core::Runtime::builder().max_workers(1).build().unwrap();

@@ -39,6 +39,13 @@ pub(crate) fn queued(shared: &Shared, st: &State, domain: crate::model::domain::
     }
 }
 
+/// A queued call was cancelled (lock released).
+pub(crate) fn cancelled(shared: &Shared, cookie: Cookie) {
+    if let Some(recorder) = &shared.recorder {
+        recorder.cancelled(cookie);
+    }
+}
+
 /// A call that is running on this thread, observed until it finishes.
 pub(crate) struct CallObserver {
     recorded: Option<StartedCall>,

@@ -28,6 +28,13 @@ pub(crate) enum Body {
     Item(ItemCall),
 }
 
+impl Body {
+    /// Whether this is an item borrowed by a scope (never cancelled).
+    pub(crate) fn is_scoped(&self) -> bool {
+        matches!(self, Body::Item(item) if item.is_scoped())
+    }
+}
+
 /// A call that ended on the thread that ran it.
 pub(crate) struct Finished {
     pub(crate) outcome: Outcome,

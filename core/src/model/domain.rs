@@ -35,7 +35,8 @@ impl DomainHint {
     }
 }
 
-/// One pending call of a domain: queued while `body` is `Some`.
+/// One pending call of a domain: queued while `body` is `Some`. A queued
+/// call being cancelled has no body and is not done yet.
 struct CallSlot {
     cookie: Cookie,
     body: Option<Body>,
@@ -112,9 +113,11 @@ impl DomainState {
     /// Takes the lowest queued call.
     pub(crate) fn claim(&mut self) -> Option<(Cookie, Body)> {
         let slot = self.calls.get_mut(self.started)?;
+        let cookie = slot.cookie;
         let body = slot.body.take()?;
         self.started += 1;
-        Some((slot.cookie, body))
+        self.skip_cancelled();
+        Some((cookie, body))
     }
 
     /// Marks a started call finished. Returns whether the lowest unfinished
@@ -136,7 +139,13 @@ impl DomainState {
             debug_assert!(false, "finished call {cookie} is not pending");
             return false;
         }
-        debug_assert!(at < self.started && !self.calls[at].done);
+        debug_assert!(at < self.started);
+        self.finish_at(at)
+    }
+
+    /// Marks the call at `at` done; returns whether the front moved.
+    fn finish_at(&mut self, at: usize) -> bool {
+        debug_assert!(self.calls[at].body.is_none() && !self.calls[at].done);
         self.calls[at].done = true;
         self.unfinished -= 1;
         if at != 0 {
@@ -144,39 +153,61 @@ impl DomainState {
         }
         while self.calls.front().is_some_and(|slot| slot.done) {
             self.calls.pop_front();
+            // A done slot at the front is never queued: the queue's head is
+            // always a real call (`skip_cancelled`).
             self.started -= 1;
         }
         true
     }
 
-    /// The lowest unfinished cookie, or `u64::MAX` when the domain is empty.
-    /// Takes the queued, unstarted call `cookie` out of the domain: it will
-    /// never run and counts as finished. Returns its body, and whether the
-    /// domain's front (its lowest unfinished cookie) moved. `None` if the
-    /// call is not queued (started, finished, or never in this domain).
-    pub(crate) fn cancel(&mut self, cookie: Cookie) -> Option<(Body, bool)> {
+    /// Takes the body of the queued, unstarted call `cookie`: it will never
+    /// run. Its slot stays, unfinished, until [`DomainState::finish_cancelled`]
+    /// (once its closure is dropped, with the runtime's lock released), so
+    /// the call counts as finished for barriers only then. `None` if the
+    /// call is not queued (started, finished, cancelled, or never in this
+    /// domain), or is an item borrowed by a scope (which promises its items
+    /// run).
+    pub(crate) fn cancel(&mut self, cookie: Cookie) -> Option<Body> {
         // Every call is in cookie order; the queued ones are `calls[started..]`.
         let at = self.calls.binary_search_by_key(&cookie, |slot| slot.cookie).ok()?;
-        if at < self.started {
+        if at < self.started || self.calls[at].body.as_ref().is_none_or(Body::is_scoped) {
             return None;
         }
-        let slot = self.calls.remove(at)?;
-        self.unfinished -= 1;
-        let advanced = at == 0;
-        Some((slot.body?, advanced))
+        let body = self.calls[at].body.take();
+        self.skip_cancelled();
+        body
     }
 
-    /// Takes every queued, unstarted call out of the domain (see
-    /// [`DomainState::cancel`]), into `out`; returns whether the front moved.
-    pub(crate) fn cancel_queued(&mut self, out: &mut Vec<(Cookie, Body)>) -> bool {
-        let advanced = self.started == 0 && !self.calls.is_empty();
-        for slot in self.calls.drain(self.started..) {
-            self.unfinished -= 1;
-            if let Some(body) = slot.body {
-                out.push((slot.cookie, body));
+    /// Takes the bodies of every queued, unstarted call but scoped items
+    /// (see [`DomainState::cancel`]) into `out`.
+    pub(crate) fn cancel_queued(&mut self, out: &mut Vec<(Cookie, Body)>) {
+        for slot in self.calls.range_mut(self.started..) {
+            if slot.body.as_ref().is_some_and(|body| !body.is_scoped()) {
+                out.extend(slot.body.take().map(|body| (slot.cookie, body)));
             }
         }
-        advanced
+        self.skip_cancelled();
+    }
+
+    /// Counts cancelled slots at the queue's head as started: they are not
+    /// claimable, so the next queued call is always a real one.
+    fn skip_cancelled(&mut self) {
+        while self.calls.get(self.started).is_some_and(|slot| slot.body.is_none()) {
+            self.started += 1;
+        }
+    }
+
+    /// Records that the cancelled call `cookie` is settled (its closure
+    /// dropped); see [`DomainState::finish`] for what it returns. It may
+    /// still sit behind queued calls, so the whole queue is searched.
+    pub(crate) fn finish_cancelled(&mut self, cookie: Cookie) -> bool {
+        match self.calls.binary_search_by_key(&cookie, |slot| slot.cookie) {
+            Ok(at) => self.finish_at(at),
+            Err(_) => {
+                debug_assert!(false, "cancelled call {cookie} is not pending");
+                false
+            }
+        }
     }
 
     pub(crate) fn lowest_pending(&self) -> u64 {

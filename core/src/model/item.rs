@@ -140,6 +140,16 @@ impl<W: Work> Item<W> {
             free: free_erased::<W>,
             cancelled: None,
             detached,
+            scoped: false,
+        }
+    }
+
+    /// Like [`Item::erase`], for an item borrowed by a scope: never
+    /// cancelled, since the scope promises its items run.
+    pub(crate) fn erase_scoped(ptr: NonNull<Item<W>>) -> ItemCall {
+        ItemCall {
+            scoped: true,
+            ..Item::erase(ptr, false)
         }
     }
 }
@@ -233,6 +243,8 @@ pub(crate) struct ItemCall {
     cancelled: Option<unsafe fn(NonNull<Header>)>,
     /// Submitted detached: freed right after it runs.
     detached: bool,
+    /// Borrowed by a scope.
+    scoped: bool,
 }
 
 // SAFETY: an `ItemCall` is the only handle that runs the item; the item is
@@ -257,6 +269,11 @@ impl ItemCall {
             // handle reaches the work only after `cancel` marks it done.
             unsafe { cancelled(self.ptr) }
         }
+    }
+
+    /// Whether a scope borrowed this item.
+    pub(crate) fn is_scoped(&self) -> bool {
+        self.scoped
     }
 
     /// Whether this item is freed as soon as it ran.
@@ -302,6 +319,7 @@ impl ItemCall {
                 None
             }
             Mode::Scoped(counter) => {
+                debug_assert!(false, "items borrowed by a scope are never cancelled");
                 // SAFETY: as in `complete`.
                 let counter = unsafe { &mut *counter.as_ptr() };
                 counter.remaining -= 1;

@@ -394,43 +394,48 @@ impl State {
         self.remove_domain_if_unused(domain);
     }
 
-    /// Cancels the queued, unstarted call `cookie` of `domain`: it never
-    /// runs and counts as finished for every barrier. Returns its body, for
-    /// the caller to drop (or, for an item, to complete as cancelled) with
-    /// the lock released; `None` if it is not queued any more (it started,
-    /// or finished, or was cancelled before).
-    pub(crate) fn cancel(&mut self, domain: DomainId, cookie: Cookie, wakeups: &mut Wakeups) -> Option<Body> {
-        let d = self.domains.get_mut(domain.0)?;
-        let (body, advanced) = d.cancel(cookie)?;
-        self.cancelled(domain, 1, advanced, wakeups);
+    /// Takes the queued, unstarted call `cookie` of `domain` out of the
+    /// queue: it never runs. Returns its body, for the caller to drop (or,
+    /// for an item, to settle) with the lock released, and then to end with
+    /// [`State::finish_cancelled`]: until then the call is still pending,
+    /// so no barrier over it returns before its closure is gone. `None` if
+    /// it is not queued (started, finished, cancelled before, or a scoped
+    /// item).
+    pub(crate) fn cancel(&mut self, domain: DomainId, cookie: Cookie) -> Option<Body> {
+        let body = self.domains.get_mut(domain.0)?.cancel(cookie)?;
+        self.took_out_of_queue(domain, 1);
         Some(body)
     }
 
-    /// Cancels every queued, unstarted call of `domain` into `out` (see
-    /// [`State::cancel`]).
-    pub(crate) fn cancel_domain(&mut self, domain: DomainId, out: &mut Vec<(Cookie, Body)>, wakeups: &mut Wakeups) {
+    /// Takes every queued, unstarted call of `domain` but scoped items out
+    /// of the queue into `out` (see [`State::cancel`]).
+    pub(crate) fn cancel_domain(&mut self, domain: DomainId, out: &mut Vec<(Cookie, Body)>) {
         let before = out.len();
-        let advanced = self.domains[domain.0].cancel_queued(out);
-        self.cancelled(domain, out.len() - before, advanced, wakeups);
+        self.domains[domain.0].cancel_queued(out);
+        self.took_out_of_queue(domain, out.len() - before);
     }
 
-    /// The bookkeeping of `n` queued calls of `domain` just cancelled.
-    fn cancelled(&mut self, domain: DomainId, n: usize, advanced: bool, wakeups: &mut Wakeups) {
-        if n == 0 {
-            return;
-        }
-        let d = &mut self.domains[domain.0];
-        if !d.has_queued() {
+    /// `n` queued calls of `domain` were taken out of the queue to be
+    /// cancelled.
+    fn took_out_of_queue(&mut self, domain: DomainId, n: usize) {
+        if !self.domains[domain.0].has_queued() {
             if let Some(at) = self.ready.iter().position(|&r| r == domain) {
                 self.ready.swap_remove(at);
             }
         }
-        let registered = d.registered;
         self.queued -= n;
-        self.pending -= n;
         self.counters.cancelled += n as u64;
+    }
+
+    /// Ends a cancelled call (see [`State::cancel`]): it counts as finished
+    /// for every barrier from now on, without having run.
+    pub(crate) fn finish_cancelled(&mut self, domain: DomainId, cookie: Cookie, wakeups: &mut Wakeups) {
+        let d = &mut self.domains[domain.0];
+        let advanced = d.finish_cancelled(cookie);
+        let registered = d.registered;
+        self.pending -= 1;
         if registered {
-            self.registered_pending -= n;
+            self.registered_pending -= 1;
         }
         if advanced {
             front_moved(&mut self.domains[domain.0], &mut self.waiters, wakeups);

@@ -222,6 +222,11 @@ impl Recorder {
         self.inner.lock().queued.insert(cookie.get(), (at, domain));
     }
 
+    /// A queued call was cancelled: it never starts, so it leaves no record.
+    pub(crate) fn cancelled(&self, cookie: Cookie) {
+        self.inner.lock().queued.remove(&cookie.get());
+    }
+
     pub(crate) fn started(&self, cookie: Cookie, helped: bool, at: Instant) -> StartedCall {
         let mut rec = self.inner.lock();
         StartedCall {
