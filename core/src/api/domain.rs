@@ -244,8 +244,17 @@ impl Domain {
     /// Unlike the kernel, calls may still be pending: `synchronize_full` simply
     /// stops waiting for them.
     pub fn unregister(&self) {
+        let shared = &self.inner.shared;
         let mut wakeups = Default::default();
-        self.inner.shared.state.lock().unregister(self.inner.id, &mut wakeups);
+        let mut st = shared.lock();
+        st.unregister(self.inner.id, &mut wakeups);
+        if st.domain(self.inner.id).has_queued() {
+            // A queued call of this domain may have been handed to a helper
+            // parked in `synchronize_full` (`on_enqueue`), which no longer
+            // covers it: find it a thread, as its scheduling would have.
+            st = crate::engine::pool::dispatch_waiting(shared, st);
+        }
+        drop(st);
         crate::model::state::Wakeups::wake_all(wakeups);
     }
 }

@@ -160,8 +160,8 @@ impl<T: Send + 'static> Iterator for OrderedMap<T> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let (low, high) = if self.inputs_left { (0, None) } else { (0, Some(0)) };
-        (low + self.in_flight.len(), high.map(|h| h + self.in_flight.len()))
+        let in_flight = self.in_flight.len();
+        (in_flight, (!self.inputs_left).then_some(in_flight))
     }
 }
 

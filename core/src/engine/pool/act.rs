@@ -66,15 +66,30 @@ pub(crate) fn on_enqueue(shared: &Arc<Shared>, st: &mut State, domain: DomainId,
         // wake the rest.
         st.pool.on_enqueue(s, st.queued)
     } else if st.wake_helper_for(domain, cookie) {
-        // A waiter blocked on a barrier covering the call runs it. If that
-        // waiter stops covering it (its domain is unregistered) before it
-        // takes it, it dispatches the call when it finds nothing to run.
+        // A waiter blocked on a barrier covering the call runs it. Only
+        // `Domain::unregister` can take the call out of its range before it
+        // does; that dispatches the domain's queued calls.
         Actions::default()
     } else {
         let queued = st.queued;
         st.pool.dispatch(s, queued, 0)
     };
     notify_woken(st, actions)
+}
+
+/// Finds threads for the queued calls nobody is on the way for, as their
+/// scheduling would have (`Domain::unregister`: a call handed to a helper
+/// may have left the helper's range).
+pub(crate) fn dispatch_waiting<'a>(
+    shared: &'a Arc<Shared>,
+    mut st: crate::base::sync::MutexGuard<'a, State>,
+) -> crate::base::sync::MutexGuard<'a, State> {
+    let queued = st.queued;
+    if st.pool.waiting_for_thread(queued) == 0 {
+        return st;
+    }
+    let actions = st.pool.dispatch(&shared.config.pool, queued, 1);
+    apply(shared, st, actions)
 }
 
 /// Starts `min_workers` at build time.

@@ -14,5 +14,5 @@ mod watchdog;
 mod worker;
 
 pub(crate) use crate::model::growth::{Phase, Settings, Watchdog};
-pub(crate) use act::{notify_woken, on_enqueue, start_min_workers, start_threads};
+pub(crate) use act::{dispatch_waiting, notify_woken, on_enqueue, start_min_workers, start_threads};
 pub(crate) use wait::{block_until, Wait};

@@ -50,8 +50,6 @@ pub(crate) fn block_until<'a>(
     // Whether this thread spun since it last parked: it spins at most once
     // per wake-up, then parks.
     let mut spun = false;
-    // Whether it just woke from parking, and whether it ever parked.
-    let (mut woke, mut parked) = (false, false);
     let done = loop {
         if is_done(&mut st) {
             break true;
@@ -93,19 +91,6 @@ pub(crate) fn block_until<'a>(
             blocked = Some(worker);
             continue;
         }
-        if std::mem::take(&mut woke) {
-            // A call queued while this thread was parked may have been
-            // handed to it as a helper (`on_enqueue`), and its barrier may
-            // no longer cover it (its domain was unregistered): nothing is
-            // left to claim, so find the queued calls a thread, as their
-            // scheduling would have.
-            let queued = st.queued;
-            if st.pool.waiting_for_thread(queued) > 0 {
-                let actions = st.pool.dispatch(&shared.config.pool, queued, 1);
-                st = act::apply(shared, st, actions);
-                continue;
-            }
-        }
         if !spun {
             spun = true;
             if let Some(hint) = spin_hint(shared, &mut st, &wait) {
@@ -133,20 +118,7 @@ pub(crate) fn block_until<'a>(
             None => cv.wait(st),
         };
         spun = false;
-        woke = true;
-        parked = true;
     };
-    if parked && may_help {
-        // A call handed to this thread while it was parked (`on_enqueue`)
-        // may be left queued when the wait ends without running it: its
-        // domain was unregistered, which also satisfied this wait. Find it
-        // a thread, as its scheduling would have.
-        let queued = st.queued;
-        if st.pool.waiting_for_thread(queued) > 0 {
-            let actions = st.pool.dispatch(&shared.config.pool, queued, 1);
-            st = act::apply(shared, st, actions);
-        }
-    }
     if let Some(worker) = blocked {
         act::unblock_worker(&mut st, worker);
     }
