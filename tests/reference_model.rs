@@ -23,7 +23,7 @@
 //!   covers has been dropped;
 //! * its `Ok` / `Err(SyncError::Panicked)` result, the reported cookie,
 //!   domain, message and count of other panics follow the reporting rule of
-//!   `core/src/state.rs` (see [`Model::check_barrier`]);
+//!   `core/src/model/state.rs` (see [`Model::check_barrier`]);
 //! * submitted handles give back the same item, with its panic if it panicked;
 //! * every call runs exactly once unless it was cancelled, and a cancelled
 //!   call never runs: `Task::cancel` is `true` only for a call no cancel
@@ -435,6 +435,9 @@ enum Report {
     Contested,
     /// Reported (by a barrier or by its item's handle): never again.
     Reported,
+    /// A call whose handle (item or task) is alive: its panic goes to the
+    /// handle, and no barrier reports it.
+    Held,
 }
 
 #[derive(Debug)]
@@ -456,15 +459,16 @@ enum Scope {
 }
 
 /// The sequential reference: DESIGN.md's semantics plus the panic-reporting
-/// rule of `core/src/state.rs`.
+/// rule of `core/src/model/state.rs`.
 ///
-/// The reporting rule, as implemented: a barrier made at time T reports (a)
-/// every panic in its range still unreported at T (`add_waiter` copies them
-/// from `unreported`) and (b) every panic in its range that happens while it
-/// waits (`finish` appends them). When it returns (`take_result`) all of them
-/// count as reported, and no barrier made later reports them again. A handle
-/// that returns its item's panic also marks it reported (`mark_reported`).
-/// The error names the lowest reported cookie, with `others` = the rest.
+/// The reporting rule, as implemented: a call with a live handle (an owned
+/// item, a task) keeps its panic for the handle, and no barrier reports it;
+/// once the handle is dropped, the panic goes to the barriers as though the
+/// call had panicked then. Any other panic is reported by (a) every barrier
+/// waiting over the call when it panicked and (b) every barrier made while
+/// it is still unreported (`add_waiter` copies it from `unreported`). Once a
+/// barrier returned it, no barrier made later reports it again. The error
+/// names the lowest reported cookie, with `others` = the rest.
 ///
 /// The test thread's own barriers are sequential, so this is deterministic
 /// for them, with one exception: an ordered call's in-call barrier
@@ -490,6 +494,19 @@ impl Model {
         Self::cookie_of(self.calls.len())
     }
 
+    /// A task's handle was dropped: a panic it held (or its call's panic to
+    /// come) goes to the barriers from now on, as though it panicked now. A
+    /// later ordered call of its domain may be waiting and report it at a
+    /// moment the test cannot know.
+    fn handle_dropped(&mut self, index: usize) {
+        let dom = self.calls[index].dom;
+        if self.calls[index].report != Report::Held {
+            return;
+        }
+        let watched = self.calls[index + 1..].iter().any(|c| c.dom == dom && c.ordered);
+        self.calls[index].report = if watched { Report::Contested } else { Report::Unreported };
+    }
+
     fn add(&mut self, dom: usize, kind: Kind, panics: bool, ordered: bool) -> usize {
         if ordered {
             // Its in-call barrier covers every earlier panic of its domain.
@@ -499,12 +516,16 @@ impl Model {
                 }
             }
         }
+        let report = match kind {
+            Kind::Owned | Kind::Task => Report::Held,
+            Kind::Closure | Kind::Detached => Report::Unreported,
+        };
         self.calls.push(ModelCall {
             dom,
             kind,
             panics,
             ordered,
-            report: Report::Unreported,
+            report,
             fate: Fate::Open,
         });
         self.calls.len() - 1
@@ -683,7 +704,7 @@ impl Model {
             Err(other) => prop_assert!(false, "barrier {scope:?} failed: {other:?}"),
         }
         for &i in &covered {
-            if self.calls[i].panics {
+            if self.calls[i].panics && self.calls[i].report != Report::Held {
                 self.calls[i].report = Report::Reported;
             }
         }
@@ -920,6 +941,9 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     };
     let mut handles: Vec<(usize, Submitted<Probe>)> = Vec::new();
     let mut tasks: Vec<(usize, Task<usize>)> = Vec::new();
+    // Tasks whose ordered wait does not help: a wait for such a task runs
+    // only that call, which then needs a thread for the calls before it.
+    let mut waits_without_help: HashSet<usize> = HashSet::new();
 
     for op in &case.ops {
         match *op {
@@ -964,16 +988,22 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
                     rt.clone(),
                     registered[dom],
                 );
+                if ordered.is_some_and(|how| !matches!(how, How::Help)) {
+                    waits_without_help.insert(index);
+                }
                 let task = domains[dom].spawn(body);
                 prop_assert_eq!(task.cookie().get(), Model::cookie_of(index), "cookies are 1, 2, 3, ...");
                 tasks.push((index, task));
             }
             Op::WaitTask { pick, how } => {
                 if !tasks.is_empty() {
-                    if !matches!(how, How::Help) {
+                    let (index, task) = tasks.remove(pick % tasks.len());
+                    // A helping task wait runs that task only (not the calls
+                    // queued before it): if its call then waits without
+                    // helping, the held worker must be free.
+                    if !matches!(how, How::Help) || waits_without_help.contains(&index) {
                         hold.release();
                     }
-                    let (index, task) = tasks.remove(pick % tasks.len());
                     model.check_task(index, wait_task(task, how), &records)?;
                 }
             }
@@ -985,7 +1015,9 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
             }
             Op::DropTask { pick } => {
                 if !tasks.is_empty() {
-                    drop(tasks.remove(pick % tasks.len()));
+                    let (index, task) = tasks.remove(pick % tasks.len());
+                    drop(task);
+                    model.handle_dropped(index);
                 }
             }
             Op::CancelDomain { dom } => {

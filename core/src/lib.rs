@@ -25,10 +25,14 @@
 //! # Guarantees
 //!
 //! The worker pool follows one growth rule on every executor, in five
-//! parts: **lowest cookie first** (workers and helping waiters always start
+//! parts: **lowest cookie first** (workers and barrier helpers always start
 //! the lowest queued cookie, so within a domain the started calls are a
-//! prefix of cookie order); **borrow the waiter's thread** ([`Barrier::wait`]
-//! first runs the queued calls it covers, at most [`Builder::help_depth`]
+//! prefix of cookie order, except a call that a wait for that very call ran
+//! early); **borrow the waiter's thread** ([`Barrier::wait`] first runs the
+//! queued calls it covers, lowest first; a wait for one [`Task`] or
+//! [`Submitted`] runs that call if it is queued, and nothing else; a thread
+//! waiting for an async call that is pending on a kasync wait runs the
+//! queued calls that wait covers; all at most [`Builder::help_depth`]
 //! deep; [`Barrier::wait_no_help`] and [`Builder::help`] turn this off);
 //! **compensate at once** (a worker about to block in a kasync wait, or in a
 //! pending async call polled on it, is replaced while calls are queued); a
@@ -46,23 +50,39 @@
 //! * **Waits on earlier cookies finish with a single worker.** If every call
 //!   waits only through barriers on cookies lower than its own (the kernel's
 //!   `synchronize_cookie(own_cookie)` pattern, in its own or any other
-//!   domain), everything finishes with `max_workers(1)`: by rule 1 the
-//!   lowest unfinished call never waits on anything unstarted, and rule 2
-//!   runs what a waiter needs on the waiter's own thread.
-//! * **Acyclic waits finish below the cap.** If the graph "call A waits on a
-//!   barrier covering call B" has no cycle and all waiting goes through kasync
-//!   barriers, everything finishes as long as the cap leaves one thread per
-//!   `help_depth` levels of the longest chain of waits: a waiter helps with
-//!   what it waits for (rule 2) and a worker that still has to block is
-//!   replaced at once (rule 3). The nested parent/child and cross-domain
-//!   chain tests run this with `max_workers(1)` and `max_workers(2)`.
+//!   domain), everything finishes with `max_workers(1)`: the lowest
+//!   unfinished call never waits on anything unstarted, and a waiter runs
+//!   what it needs on its own thread.
+//! * **Acyclic waits finish below the cap.** Say call A *waits for* call B
+//!   when A waits on a barrier covering B, on B's [`Task`] or [`Submitted`],
+//!   on a [`Domain::scope`] holding B, or on an async call that is pending
+//!   on one of these. If that graph has no cycle and all waiting goes
+//!   through kasync, everything finishes as long as the cap leaves one
+//!   thread per `help_depth` levels of the longest chain of waits: a waiter
+//!   runs the queued calls it waits for itself, so the calls stacked on one
+//!   thread are always a chain of real waits (never unrelated siblings),
+//!   and a worker that still has to block is replaced at once. The nested
+//!   parent/child, parents-waiting-on-their-own-children and cross-domain
+//!   chain tests run this with `max_workers(1)` and `max_workers(2)`. An
+//!   async call that awaits an async call that awaits a queued call is two
+//!   levels kasync does not look through: its waiter does not run that
+//!   queued call.
 //! * **Waits kasync cannot see** (a call blocking on a channel another queued
 //!   call feeds) finish while the cap is not reached: the watchdog adds a
 //!   worker within about `stall_timeout`.
 //! * **Not guaranteed:** cycles (A waits for B while B waits for A, which is a
-//!   bug kasync reports as [`SyncError::WouldDeadlock`] only when both are on
-//!   one thread), invisible blocking once `max_workers` threads are all
-//!   blocked, and waits on calls that never get scheduled.
+//!   bug kasync reports as [`SyncError::WouldDeadlock`], or
+//!   [`TaskError::WouldDeadlock`], only when both are on one thread),
+//!   invisible blocking once `max_workers` threads are all blocked, and
+//!   waits on calls that never get scheduled.
+//!
+//! A call's panic is delivered once where it can be taken: to its [`Task`],
+//! [`Submitted`] or scope if it has one (no barrier reports it then, unless
+//! that handle is dropped before it took the panic), otherwise to the
+//! barriers covering it (see [`Barrier`]). Drops of what a call held run in
+//! the call's frame, whether it ran or was cancelled: a drop that waits on
+//! its own call is refused with `WouldDeadlock`, and a drop of the
+//! runtime's last handle does not wait for the call it is part of.
 //!
 //! Waiting on another runtime's domain, from inside a call or not, is
 //! allowed and follows the same rules: the waiter helps with the other

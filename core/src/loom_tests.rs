@@ -429,3 +429,95 @@ fn loom_task_completion_and_poll_do_not_lose_the_wake_up() {
         rt.synchronize_full().wait().unwrap();
     });
 }
+
+/// A wait for one task claims that call out of order (ahead of an earlier
+/// queued call it does not depend on) while the worker claims lowest
+/// first: each call runs exactly once, the wait returns its value, and a
+/// barrier over both sees both finished (the domain's front moves past a
+/// call finished out of order only once the one before it finished).
+#[test]
+fn loom_a_task_wait_claims_its_call_while_a_worker_claims_lowest_first() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let domain = rt.default_domain();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        domain.schedule(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        let r = runs.clone();
+        let task = domain.spawn(move |cookie| {
+            r.fetch_add(10, Ordering::SeqCst);
+            cookie.get()
+        });
+        let cookie = task.cookie();
+        assert_eq!(task.wait(), Ok(cookie.get()));
+        domain.synchronize().wait_no_help().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 11);
+    });
+}
+
+/// A task panics while its handle is being dropped: the panic goes to the
+/// handle while it lives and to the barriers once it is dropped, whichever
+/// comes first, so the next barrier reports it exactly once.
+#[test]
+fn loom_a_panic_and_its_handles_drop_agree_on_who_reports_it() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let task = rt.spawn(|_| -> u8 { panic!("loom") });
+        let cookie = task.cookie();
+        drop(task);
+        match rt.synchronize_full().wait_no_help() {
+            Err(crate::SyncError::Panicked(r)) => assert_eq!(r.cookie(), cookie),
+            other => panic!("the dropped task's panic was lost: {other:?}"),
+        }
+        assert_eq!(rt.synchronize_full().wait_no_help(), Ok(()));
+    });
+}
+
+/// Futures run on a thread of their own (as tokio's, async-std's and
+/// smol's executors run them): a pending poll holds no kasync thread.
+struct LoomSpawned;
+
+impl Executor for LoomSpawned {
+    fn name(&self) -> &'static str {
+        "loom-spawned"
+    }
+
+    fn spawn_worker(&self, _spec: WorkerSpec, body: Box<dyn FnOnce() + Send + 'static>) -> io::Result<()> {
+        loom::thread::spawn(body);
+        Ok(())
+    }
+
+    fn spawn_future(&self, future: ExecutorFuture) {
+        loom::thread::spawn(move || loom::future::block_on(future));
+    }
+}
+
+/// The only worker runs H, which waits on domain `a`; `a` holds async call
+/// A, which awaits a barrier over call B, queued. A's poll runs on a
+/// thread of its own, so only H's thread can run B: it learns what A
+/// awaits when A publishes it, which races H parking. H is never left
+/// parked while B is queued and A pending.
+#[test]
+fn loom_a_waiter_helps_what_a_pending_async_call_awaits() {
+    loom::model(|| {
+        let rt = Runtime::builder()
+            .executor(LoomSpawned)
+            .max_workers(1)
+            .eager_workers(1)
+            .no_stall_watchdog()
+            .build()
+            .unwrap();
+        let (a, b) = (rt.domain("a"), rt.exclusive_domain("b"));
+        let b2 = b.clone();
+        a.schedule_async(move |_| async move {
+            b2.synchronize().await.unwrap();
+        });
+        let a2 = a.clone();
+        rt.schedule(move |_| a2.synchronize().wait().unwrap());
+        b.schedule(|_| {});
+        // Never helps: the worker must finish H, A and B on its own.
+        rt.synchronize_full().wait_no_help().unwrap();
+    });
+}

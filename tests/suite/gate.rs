@@ -1,7 +1,7 @@
 //! A one-shot gate: calls block on it until the test opens it. Tests use
 //! gates and channels to order events, never sleeps.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 #[derive(Clone, Default)]
@@ -63,4 +63,19 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         String::from("<non-string panic payload>")
     }
+}
+
+/// Holds one of `rt`'s workers (with `max_workers(1)`: the only one) in a
+/// call of an exclusive domain until the returned guard is dropped, so
+/// calls queued meanwhile stay unstarted unless a waiter helps.
+pub fn hold_a_worker(rt: &kasync::Runtime) -> OpenOnDrop {
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let g = gate.clone();
+    rt.exclusive_domain("hold").schedule(move |_| {
+        started_tx.send(()).unwrap();
+        g.wait();
+    });
+    started_rx.recv_timeout(HANG).expect("the holding call started");
+    OpenOnDrop(gate)
 }

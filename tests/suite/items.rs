@@ -291,7 +291,7 @@ pub fn try_submit_gives_the_item_back_when_full(make: &MakeBuilder) {
     assert_eq!(item.runs, 1);
 }
 
-pub fn barrier_waiting_when_an_item_panics_reports_it(make: &MakeBuilder) {
+pub fn a_barrier_waiting_when_an_item_panics_leaves_it_to_the_handle(make: &MakeBuilder) {
     let rt = make().build().unwrap();
     let drops = Arc::new(AtomicUsize::new(0));
     let gate = Gate::new();
@@ -302,6 +302,16 @@ pub fn barrier_waiting_when_an_item_panics_reports_it(make: &MakeBuilder) {
     let submitted = domain.submit(Item::new(probe));
     let barrier = domain.synchronize();
     gate.open();
-    assert!(matches!(barrier.wait_no_help(), Err(SyncError::Panicked(_))));
+    // The handle delivers the panic, and only the handle.
+    assert_eq!(barrier.wait_no_help(), Ok(()));
     assert!(matches!(submitted.wait(), Err(WaitError::Panicked { .. })));
+    // A barrier waiting when a *detached* item panics reports it.
+    let mut probe = Probe::new(&drops);
+    probe.panic = true;
+    let gate = Gate::new();
+    probe.gate = Some(gate.clone());
+    domain.submit_detached(Item::new(probe));
+    let barrier = domain.synchronize();
+    gate.open();
+    assert!(matches!(barrier.wait_no_help(), Err(SyncError::Panicked(_))));
 }

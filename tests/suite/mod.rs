@@ -11,6 +11,7 @@ pub mod growth;
 pub mod items;
 pub mod model;
 pub mod promises;
+pub mod promises_two;
 pub mod shutdown;
 pub mod tasks;
 
@@ -68,7 +69,7 @@ macro_rules! conformance {
             model::panics_of_a_dropped_exclusive_domain_do_not_haunt_new_domains,
             items::panicking_drop_of_a_detached_item_does_not_break_the_pool,
             items::try_submit_gives_the_item_back_when_full,
-            items::barrier_waiting_when_an_item_panics_reports_it,
+            items::a_barrier_waiting_when_an_item_panics_leaves_it_to_the_handle,
             items::submit_and_wait_give_the_same_box_back,
             items::items_share_cookies_domains_and_barriers_with_closures,
             items::panicking_item_comes_back_with_the_panic,
@@ -129,6 +130,22 @@ macro_rules! conformance {
             tasks::a_barrier_over_a_cancelled_detached_item_returns_after_the_free,
             tasks::domain_cancel_leaves_a_scopes_items_to_run,
             tasks::map_ordered_next_where_blocking_is_not_allowed_panics_clearly,
+            promises_two::task_cancel_dropping_the_last_runtime_does_not_hang,
+            promises_two::domain_cancel_dropping_the_last_runtime_does_not_hang,
+            promises_two::a_cancelled_detached_item_dropping_the_last_runtime_does_not_hang,
+            promises_two::a_cancelled_closure_waiting_on_its_domain_in_drop_is_refused,
+            promises_two::a_panic_dropping_a_cancelled_closure_is_reported,
+            promises_two::parents_waiting_on_their_children_finish_with_one_worker,
+            promises_two::parents_waiting_on_their_items_finish_with_one_worker,
+            promises_two::a_nested_map_ordered_on_its_own_domain_finishes_with_one_worker,
+            promises_two::a_task_wait_does_not_stack_unrelated_calls,
+            promises_two::a_task_panic_taken_by_its_task_is_not_reported_by_an_earlier_made_barrier,
+            promises_two::a_task_panic_goes_to_its_task_not_to_barriers,
+            promises_two::a_panic_left_in_a_dropped_handle_is_reported_by_barriers,
+            promises_two::a_helped_async_call_awaiting_a_queued_call_does_not_trap_its_helper,
+            promises_two::a_helped_async_call_awaiting_a_queued_task_does_not_trap_its_helper,
+            promises_two::waiting_on_an_items_own_handle_would_deadlock,
+            promises_two::awaiting_an_async_tasks_own_handle_would_deadlock,
         );
     };
     (@tests $builder:path; $($module:ident :: $name:ident),* $(,)?) => {

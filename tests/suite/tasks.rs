@@ -19,25 +19,10 @@ use std::time::{Duration, Instant};
 
 use futures::task::waker;
 use futures::StreamExt;
-use kasync::{Cookie, Item, PanicReport, Runtime, SyncError, Task, TaskError, WaitError, Work};
+use kasync::{Cookie, Item, PanicReport, SyncError, Task, TaskError, WaitError, Work};
 
-use super::gate::{leak_and_fail, panic_text, CountingWaker, Gate, OpenOnDrop, HANG};
+use super::gate::{hold_a_worker, leak_and_fail, panic_text, CountingWaker, Gate, OpenOnDrop, HANG};
 use super::MakeBuilder;
-
-/// Holds one of `rt`'s workers (with `max_workers(1)`: the only one) in a
-/// call of an exclusive domain until the returned guard is dropped, so
-/// calls queued meanwhile stay unstarted unless a waiter helps.
-fn hold_a_worker(rt: &Runtime) -> OpenOnDrop {
-    let gate = Gate::new();
-    let (started_tx, started_rx) = mpsc::channel();
-    let g = gate.clone();
-    rt.exclusive_domain("hold").schedule(move |_| {
-        started_tx.send(()).unwrap();
-        g.wait();
-    });
-    started_rx.recv_timeout(HANG).expect("the holding call started");
-    OpenOnDrop(gate)
-}
 
 /// Counts its drops: captured by a closure, it tells how often the closure
 /// was dropped.
@@ -161,8 +146,9 @@ pub fn a_spawned_call_is_covered_by_barriers(make: &MakeBuilder) {
     assert_eq!(default_task.wait(), Ok(cookie));
 }
 
-/// `Task::wait` helps like `Barrier::wait`: with the only worker held, the
-/// waiting thread runs the call itself.
+/// `Task::wait` helps: with the only worker held, the waiting thread runs
+/// the task's call itself, and no other (a wait for one call does not
+/// depend on the calls queued before it).
 pub fn wait_runs_the_task_on_the_waiter_when_no_worker_is_free(make: &MakeBuilder) {
     let rt = make().max_workers(1).build().unwrap();
     let _release = hold_a_worker(&rt);
@@ -170,10 +156,11 @@ pub fn wait_runs_the_task_on_the_waiter_when_no_worker_is_free(make: &MakeBuilde
     let first = domain.spawn(|cookie| (thread::current().id(), cookie));
     let second = domain.spawn(|cookie| (thread::current().id(), cookie));
     let (c1, c2) = (first.cookie(), second.cookie());
-    // Waiting for the second runs the first too (lowest cookie first).
     assert_eq!(second.wait(), Ok((thread::current().id(), c2)));
-    assert!(first.is_finished(), "helping runs the earlier call first");
+    assert!(!first.is_finished(), "a task wait ran an earlier, unrelated call");
     assert_eq!(first.wait(), Ok((thread::current().id(), c1)));
+    let stats = rt.stats();
+    assert_eq!((stats.helped, stats.cancelled), (2, 0), "{stats:?}");
 }
 
 pub fn spawn_async_returns_values(make: &MakeBuilder) {

@@ -19,7 +19,10 @@ use crate::engine::context::{self};
 use crate::engine::observe::{self};
 use crate::engine::pool::{self};
 use crate::engine::shared::Shared;
-use crate::model::state::{Scope, State, WaiterId, Wake};
+use crate::model::awaiting::Awaited;
+use crate::model::ids::Scope;
+use crate::model::ids::WaiterId;
+use crate::model::state::{State, Wake};
 use crate::Cookie;
 
 /// A wait for a set of calls: everything in a domain
@@ -29,7 +32,12 @@ use crate::Cookie;
 ///
 /// A barrier starts watching when it is made: it reports every panic in its
 /// range that happens from then on, plus any earlier panic in its range that
-/// no other barrier has reported yet. Wait for it in one of two ways:
+/// no other barrier had reported when it was made. A call with a handle (a
+/// [`Task`](crate::Task), a [`Submitted`](crate::Submitted), a scope)
+/// delivers its panic there instead, and no barrier reports it, unless the
+/// handle is dropped before it took it: then the barriers get it, as
+/// though the call had panicked at that moment. Wait for it in one of two
+/// ways:
 ///
 /// * `.await` it: it is a `Future<Output = Result<(), SyncError>>` that works
 ///   on any executor and holds no thread while pending;
@@ -96,7 +104,8 @@ impl Barrier {
     }
 
     /// Blocks until the barrier's calls have finished, running queued calls
-    /// it covers on this thread meanwhile (DESIGN rule 2).
+    /// it covers on this thread meanwhile, lowest cookie first (the growth
+    /// rule's "borrow the waiter's thread").
     ///
     /// Returns [`SyncError::Panicked`] if a covered call panicked,
     /// [`SyncError::WouldDeadlock`] at once if the barrier covers a call
@@ -191,12 +200,14 @@ impl Barrier {
         deadline: Option<Instant>,
     ) -> Result<(), SyncError> {
         let (scope, below) = st.waiter_scope(id);
+        // Every call the barrier covers is one it waits for: lowest first.
+        let mut claim = |st: &mut State| st.claim_for_barrier(scope, below);
         let wait = pool::Wait {
             scope,
             below,
             // The barrier keeps its domain alive: the state has the name.
             domain_name: None,
-            help,
+            help: help.then_some(&mut claim as pool::Helper),
             deadline,
         };
         let (mut st, done) = pool::block_until(
@@ -247,9 +258,13 @@ impl Future for Barrier {
         if this.pending_since.is_none() {
             this.pending_since = observe::wait_started(&shared);
         }
+        let (scope, below) = st.waiter_scope(id);
         let previous = st.set_wake(id, Wake::Task(cx.waker().clone()), false);
         drop(st);
         drop(previous);
+        // Inside an async call: the thread that polls it, or one waiting
+        // for it, may run what this barrier waits for.
+        context::note_awaited(shared.id(), Awaited::Range { scope, below });
         Poll::Pending
     }
 }

@@ -4,12 +4,15 @@
 use crate::base::error::PanicReport;
 use crate::base::executor::Blocking;
 use crate::base::sync::MutexGuard;
+use crate::engine::context;
 use crate::engine::pool::{self};
 use crate::engine::shared::{Admission, Shared};
+use crate::model::awaiting::Awaited;
 use crate::model::call::Body;
-use crate::model::domain::DomainId;
+use crate::model::ids::DomainId;
+use crate::model::ids::Scope;
 use crate::model::item::{header_of, Header, Item, Mode, ScopeCounter, Work};
-use crate::model::state::{Scope, State, Wake};
+use crate::model::state::{State, Wake};
 use crate::Cookie;
 use std::fmt;
 use std::future::Future;
@@ -46,6 +49,15 @@ pub enum WaitError<W: ?Sized> {
         /// Why blocking is not possible on this thread.
         reason: &'static str,
     },
+    /// The item's call is running on the waiting thread itself (the item's
+    /// `run`, or a call it runs nested, waits for it), so waiting could
+    /// never finish.
+    WouldDeadlock {
+        /// The handle, still waitable from elsewhere (or dropped to detach).
+        submitted: Submitted<W>,
+        /// The item's call's cookie.
+        waiter: Cookie,
+    },
 }
 
 impl<W: ?Sized> fmt::Debug for WaitError<W> {
@@ -56,6 +68,7 @@ impl<W: ?Sized> fmt::Debug for WaitError<W> {
             WaitError::BlockingNotAllowed { reason, .. } => {
                 f.debug_struct("BlockingNotAllowed").field("reason", reason).finish()
             }
+            WaitError::WouldDeadlock { waiter, .. } => f.debug_struct("WouldDeadlock").field("waiter", waiter).finish(),
         }
     }
 }
@@ -71,6 +84,10 @@ impl<W: ?Sized> fmt::Display for WaitError<W> {
                     "cannot block on a kasync item here ({reason}); `.await` the handle instead"
                 )
             }
+            WaitError::WouldDeadlock { waiter, .. } => write!(
+                f,
+                "waiting would deadlock: item call {waiter} is running on this very thread"
+            ),
         }
     }
 }
@@ -83,9 +100,10 @@ impl<W: ?Sized> std::error::Error for WaitError<W> {}
 /// free happens before barriers covering the call return; a handle dropped
 /// while its call is queued or running lets the item be freed just after.
 ///
-/// A panic in `run` comes back with the item ([`WaitError::Panicked`]);
-/// barriers already waiting when it happened report it too, later ones do
-/// not.
+/// A panic in `run` comes back with the item ([`WaitError::Panicked`]),
+/// and only there: barriers do not report it, unless the handle is dropped
+/// before it took the panic (then the barriers get it, as though the call
+/// had panicked at that moment).
 #[must_use = "dropping the handle detaches the item; wait for it to get it back"]
 pub struct Submitted<W: ?Sized> {
     shared: Arc<Shared>,
@@ -151,25 +169,54 @@ impl<W: Work + ?Sized> Submitted<W> {
         if cancelled {
             return Some(Err(WaitError::Cancelled { item }));
         }
-        if panic.is_some() {
-            // Delivered with the item: later barriers need not report it again.
-            st.mark_reported(self.cookie);
-        }
+        // The panic was kept for this handle: delivered here, and nowhere else.
         Some(match panic {
             None => Ok(item),
-            Some(message) => Err(WaitError::Panicked {
+            Some(record) => Err(WaitError::Panicked {
                 item,
-                report: PanicReport::new(self.cookie, self.domain_name.clone(), message, 0),
+                report: record.report(),
             }),
         })
     }
 
+    /// The item's call if it runs lower on this thread: waiting for it
+    /// here could never finish.
+    fn own_call(&self) -> Option<Cookie> {
+        let (runtime, domain, cookie) = (self.shared.id(), self.domain, self.cookie);
+        context::find_own_call(runtime, |f| f.domain == domain && f.cookie == cookie)
+    }
+
+    /// The same handle, taking over this one's item (left spent): how an
+    /// error hands the handle back from `poll`, which cannot give `self`.
+    fn hand_over(&mut self) -> Submitted<W> {
+        Submitted {
+            shared: self.shared.clone(),
+            domain: self.domain,
+            cookie: self.cookie,
+            item: self.item.take(),
+            domain_name: self.domain_name.clone(),
+        }
+    }
+
     /// Blocks until the call ran and gives the item back — the same box,
-    /// ready to be submitted again. Meanwhile this thread runs the domain's
-    /// queued calls up to this one, lowest cookie first.
+    /// ready to be submitted again. If the call is still queued, this thread
+    /// runs it itself (and nothing else: a wait for one call does not run
+    /// unrelated calls).
+    ///
+    /// Errors: [`WaitError::Panicked`] and [`WaitError::Cancelled`] give the
+    /// item back; [`WaitError::BlockingNotAllowed`] (where blocking would
+    /// stall an async runtime: `.await` instead) and
+    /// [`WaitError::WouldDeadlock`] (the item's call runs lower on this very
+    /// thread) give the handle back.
     pub fn wait(mut self) -> Result<Box<Item<W>>, WaitError<W>> {
         if self.item.is_none() {
             panic!("Submitted::wait called after `.await` already returned the item");
+        }
+        if let Some(waiter) = self.own_call() {
+            return Err(WaitError::WouldDeadlock {
+                submitted: self,
+                waiter,
+            });
         }
         let shared = self.shared.clone();
         let permission = crate::engine::blocking::blocking_permission(&shared);
@@ -257,12 +304,16 @@ impl<W: Work + ?Sized> Submitted<W> {
             Some(ptr) => ptr,
             None => unreachable!("a Submitted handle holds its item until it returns it"),
         };
+        let (domain, cookie) = (self.domain, self.cookie);
+        // Runs this call if it is still queued (or what it awaits, if it is
+        // a pending async call), and nothing unrelated.
+        let mut claim = |st: &mut State| st.claim_for_call(domain, cookie);
         let wait = pool::Wait {
             scope: Scope::Domain(self.domain),
             below: self.cookie.get() + 1,
             // The handle does not keep the domain alive.
             domain_name: Some(&self.domain_name),
-            help,
+            help: help.then_some(&mut claim as pool::Helper),
             deadline,
         };
         let header = self.header(ptr) as *const Header;
@@ -300,12 +351,24 @@ impl<W: Work + ?Sized> Future for Submitted<W> {
         let Some(ptr) = this.item else {
             panic!("Submitted polled after it returned its item");
         };
+        if let Some(waiter) = this.own_call() {
+            drop(st);
+            return Poll::Ready(Err(WaitError::WouldDeadlock {
+                submitted: this.hand_over(),
+                waiter,
+            }));
+        }
         let waker = Wake::Task(cx.waker().clone());
         let previous = this
             .header(ptr)
             .with(&mut st, |slot| std::mem::replace(&mut slot.wake, waker));
         drop(st);
-        drop(previous); // after unlocking: a waker's drop is foreign code
+        // After unlocking: a waker's drop is foreign code.
+        drop(previous);
+        // Inside an async call: the thread that polls it, or one waiting
+        // for it, may run this call if it is queued.
+        let (domain, cookie) = (this.domain, this.cookie);
+        context::note_awaited(shared.id(), Awaited::Call { domain, cookie });
         Poll::Pending
     }
 }
@@ -319,15 +382,20 @@ impl<W: ?Sized> Drop for Submitted<W> {
             let mut st = self.shared.lock();
             // SAFETY: the item is alive until this handle or the runtime frees it.
             let header = unsafe { header_of(ptr) };
-            header.with(&mut st, |slot| {
+            let (free_now, registration, panic) = header.with(&mut st, |slot| {
                 let registration = std::mem::replace(&mut slot.wake, Wake::Nobody);
                 if slot.done {
-                    (true, registration)
+                    (true, registration, slot.panic.take())
                 } else {
                     slot.mode = Mode::Detached;
-                    (false, registration)
+                    (false, registration, None)
                 }
-            })
+            });
+            if let Some(record) = panic {
+                // Nobody took it: the barriers get it, so it is not lost.
+                st.release_panic(record);
+            }
+            (free_now, registration)
         };
         drop(registration); // after unlocking: it may hold a waker
         if free_now {
@@ -347,7 +415,8 @@ impl<W: ?Sized> fmt::Debug for Submitted<W> {
 pub struct ItemScope<'a> {
     domain: crate::Domain,
     counter: NonNull<ScopeCounter>,
-    highest: std::cell::Cell<Option<Cookie>>,
+    /// The cookies of its calls, in order: the calls its wait may run.
+    calls: std::cell::RefCell<Vec<Cookie>>,
     /// Invariant in `'a` (like `std::thread::Scope`): items must be
     /// borrowed for exactly the lifetime `scope` was called with, which
     /// outlives the call, so a closure-local item or a second borrow of the
@@ -375,7 +444,7 @@ impl<'a> ItemScope<'a> {
             .submit_erased(Body::Item(Item::erase_scoped(ptr)), prepare, Admission::Policy)
         {
             Some(cookie) => {
-                self.highest.set(Some(cookie));
+                self.calls.borrow_mut().push(cookie);
                 cookie
             }
             None => crate::api::domain::reject_panic(),
@@ -558,7 +627,7 @@ impl crate::Domain {
             domain: self.clone(),
             // SAFETY: `UnsafeCell::get` is never null.
             counter: unsafe { NonNull::new_unchecked(counter.get()) },
-            highest: std::cell::Cell::new(None),
+            calls: std::cell::RefCell::new(Vec::new()),
             _items: PhantomData,
         };
         /// Waits for the scope's items even if `f` panics: they borrow memory
@@ -577,29 +646,43 @@ impl crate::Domain {
             // SAFETY: all items finished; the lock is held.
             unsafe { &mut *scope.counter.as_ptr() }.panic.take()
         };
-        if let Some(message) = panic {
-            panic!("kasync: a call submitted in a scope panicked: {message}");
+        if let Some(record) = panic {
+            panic!("kasync: a call submitted in a scope panicked: {}", record.message());
         }
         result
     }
 }
 
 impl ItemScope<'_> {
-    /// Blocks until every submitted item finished, helping with the domain's
-    /// calls up to the highest submitted cookie. Always blocks, whatever the
-    /// executor: the items borrow memory that must outlive their calls.
+    /// Blocks until every submitted item finished, running those still
+    /// queued on this thread meanwhile (and no other call: the scope waits
+    /// for its own calls only). Always blocks, whatever the executor: the
+    /// items borrow memory that must outlive their calls.
     fn wait_all(&self) {
         // Even with no cookie recorded (a submit may have unwound after
         // queueing its item), wait until the counter says nothing is pending.
-        let below = self.highest.get().map_or(u64::MAX, |c| c.get() + 1);
+        let calls = self.calls.borrow();
+        let below = calls.last().map_or(u64::MAX, |c| c.get() + 1);
         let shared = self.domain.shared();
-        let counter = self.counter;
+        let (domain, counter) = (self.domain.id(), self.counter);
+        // A call that is not queued now never will be again: each is looked
+        // at until it is found not queued, in order.
+        let mut next = 0;
+        let mut claim = |st: &mut State| {
+            while let Some(&cookie) = calls.get(next) {
+                if let Some(claimed) = st.claim_call(domain, cookie) {
+                    return Some(claimed);
+                }
+                next += 1;
+            }
+            None
+        };
         let wait = pool::Wait {
-            scope: Scope::Domain(self.domain.id()),
+            scope: Scope::Domain(domain),
             below,
             // The scope borrows its domain: the state has the name.
             domain_name: None,
-            help: true,
+            help: Some(&mut claim),
             deadline: None,
         };
         // SAFETY (both closures): the counter lives in the scope's frame;

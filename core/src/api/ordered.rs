@@ -137,7 +137,7 @@ impl<T: Send + 'static> Iterator for OrderedMap<T> {
     type Item = Result<T, PanicReport>;
 
     /// The next result in input order; blocks until it is there, running
-    /// the domain's queued calls up to it meanwhile.
+    /// its call on this thread if it is still queued.
     ///
     /// # Panics
     ///

@@ -12,7 +12,8 @@ use crate::base::executor::{self, Executor};
 use crate::base::sync::{now, AtomicU64, Condvar, Mutex};
 use crate::engine::pool::{self};
 use crate::engine::shared::{parallelism, Config, Overflow, Shared, LOCK_SPIN};
-use crate::model::state::{Scope, State};
+use crate::model::ids::Scope;
+use crate::model::state::State;
 use crate::model::timeline::{Recorder, Timeline};
 use crate::Cookie;
 
@@ -47,7 +48,8 @@ pub struct Stats {
     pub peak_workers: usize,
     /// Calls finished, including those that panicked.
     pub completed: u64,
-    /// Calls that panicked.
+    /// Calls that panicked: in their run, or while what a cancelled call
+    /// held was dropped.
     pub panicked: u64,
     /// Queued calls cancelled before they started ([`Task::cancel`](crate::Task::cancel),
     /// [`Domain::cancel`]).

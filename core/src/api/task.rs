@@ -85,10 +85,10 @@ impl<T: Send + 'static> TaskWork<T> for AsyncTask<T> {
 /// A spawned call and the value it returns: [`Domain::spawn`],
 /// [`Domain::spawn_async`].
 ///
-/// Wait for it with [`Task::wait`] (blocks, and runs the domain's queued
-/// calls up to this one meanwhile, like [`Barrier::wait`](crate::Barrier::wait)),
-/// [`Task::wait_timeout`], or `.await` it (holds no thread). Dropping it
-/// detaches the task: the call still runs and its value is dropped.
+/// Wait for it with [`Task::wait`] (blocks, and runs the task's call on
+/// this thread if it is still queued), [`Task::wait_timeout`], or `.await`
+/// it (holds no thread). Dropping it detaches the task: the call still runs
+/// and its value is dropped (its panic, if it panics, goes to barriers).
 ///
 /// ```
 /// let rt = kasync_core::Runtime::new().unwrap();
@@ -130,8 +130,11 @@ impl<T: Send + 'static> Task<T> {
         self.handle.cancel()
     }
 
-    /// Blocks until the call ended and returns its value, running the
-    /// domain's queued calls up to this one on this thread meanwhile.
+    /// Blocks until the call ended and returns its value. If the call is
+    /// still queued, this thread runs it (and no other call: the calls
+    /// queued before it are not its business); if it is an async call
+    /// pending on a kasync wait, this thread runs the queued calls that wait
+    /// covers.
     ///
     /// Errors: [`TaskError::Panicked`], [`TaskError::Cancelled`],
     /// [`TaskError::WouldDeadlock`] (the task's call runs lower on this
@@ -165,8 +168,7 @@ impl<T: Send + 'static> Task<T> {
             !self.handle.is_spent(),
             "kasync: a task was waited for after its result was taken"
         );
-        let (runtime, domain, cookie) = (self.handle.runtime_id(), self.handle.domain_id(), self.cookie());
-        if let Some(waiter) = context::find_own_call(runtime, |f| f.domain == domain && f.cookie == cookie) {
+        if let Some(waiter) = self.own_call() {
             return Err(TaskError::WouldDeadlock { waiter });
         }
         match self.handle.wait_until(help, deadline) {
@@ -177,6 +179,15 @@ impl<T: Send + 'static> Task<T> {
             Ok(None) => Err(TaskError::TimedOut),
             Ok(Some(ended)) => value_of(ended),
         }
+    }
+}
+
+impl<T: Send + 'static> Task<T> {
+    /// The task's call if it runs lower on this thread: waiting for it
+    /// here could never finish.
+    fn own_call(&self) -> Option<Cookie> {
+        let (runtime, domain, cookie) = (self.handle.runtime_id(), self.handle.domain_id(), self.handle.cookie());
+        context::find_own_call(runtime, |f| f.domain == domain && f.cookie == cookie)
     }
 }
 
@@ -197,6 +208,9 @@ fn value_of<T: Send + 'static>(ended: crate::api::item::Ended<dyn TaskWork<T>>) 
         Err(WaitError::BlockingNotAllowed { .. }) => {
             unreachable!("a task waits through wait_until, which refuses first")
         }
+        Err(WaitError::WouldDeadlock { .. }) => {
+            unreachable!("a task checks for a self-wait before it waits or polls")
+        }
     }
 }
 
@@ -211,6 +225,10 @@ impl<T: Send + 'static> Future for Task<T> {
             !self.handle.is_spent(),
             "kasync: a task was polled after it returned its result"
         );
+        if let Some(waiter) = self.own_call() {
+            // Still waitable: only this thread's own call cannot wait for it.
+            return Poll::Ready(Err(TaskError::WouldDeadlock { waiter }));
+        }
         Pin::new(&mut self.handle).poll(cx).map(value_of)
     }
 }

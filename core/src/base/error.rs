@@ -66,15 +66,16 @@ impl Error for SyncError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskError {
-    /// The call panicked. The panic is delivered here, so later barriers do
-    /// not report it again.
+    /// The call panicked. A task delivers its call's panic here, and
+    /// barriers do not report it (unless the task is dropped before it took
+    /// it).
     Panicked(PanicReport),
     /// The call was cancelled before it started ([`Task::cancel`](crate::Task::cancel),
     /// [`Domain::cancel`](crate::Domain::cancel)): it never ran.
     Cancelled,
     /// The task's call is running on the waiting thread itself (below it:
-    /// the thread is helping from inside that call), so waiting could never
-    /// finish.
+    /// the call, or a call it runs nested, waits for its own task), so
+    /// waiting could never finish. The task stays waitable from elsewhere.
     WouldDeadlock {
         /// The task's cookie.
         waiter: Cookie,

@@ -1,18 +1,28 @@
 //! Cancelling queued calls, in three steps so no barrier over a cancelled
 //! call returns before what it held is gone: (1) under the lock, the call
-//! leaves its queue, still pending; (2) with the lock released, its closure
-//! is dropped (a task's too) and an item nobody will take back is freed;
-//! (3) under the lock, an owned item learns it was cancelled and the call
-//! ends, counting as finished for every barrier; waiters wake after that.
+//! leaves its queue, still pending; (2) with the lock released and inside
+//! a frame for the call, its closure is dropped (a task's too) and an item
+//! nobody will take back is freed; (3) under the lock, an owned item learns
+//! it was cancelled and the call ends, counting as finished for every
+//! barrier; waiters wake after that.
 
 use crate::engine::observe;
 use crate::engine::run::catch;
 use crate::engine::shared::Shared;
-use crate::model::call::Body;
-use crate::model::domain::DomainId;
+use crate::model::call::{Body, Outcome};
+use crate::model::ids::DomainId;
 use crate::model::item::ItemCall;
 use crate::model::state::{State, Wakeups};
 use crate::Cookie;
+
+/// A cancelled call between leaving its queue and ending.
+struct Settling {
+    cookie: Cookie,
+    /// A panic while dropping what it held.
+    outcome: Outcome,
+    /// Its item, until the item learns it was cancelled.
+    item: Option<ItemCall>,
+}
 
 impl Shared {
     /// Cancels call `cookie` of `domain` if it is queued and has not
@@ -38,54 +48,51 @@ impl Shared {
     }
 
     /// Steps (2) and (3) for calls taken out of `domain`'s queue. Drops and
-    /// frees are user code: a panic there is contained (the call never ran,
-    /// so there is no call to report it against).
+    /// frees are user code, and run where a call's own drops run: inside a
+    /// frame for that call on this thread, so a drop that waits on its own
+    /// call, or drops the runtime's last handle, is refused instead of
+    /// hanging (the call is still pending). A panic there is the call's
+    /// panic, reported by the barriers covering it.
     fn settle_cancelled(&self, domain: DomainId, calls: Vec<(Cookie, Body)>) {
-        let mut ended = Vec::with_capacity(calls.len());
-        let mut items: Vec<(Cookie, ItemCall)> = Vec::new();
-        for (cookie, body) in calls {
-            observe::cancelled(self, cookie);
-            match body {
-                Body::Item(item) => items.push((cookie, item)),
-                Body::Async(make, item) => {
-                    let _ = catch(move || drop(make));
-                    match item {
-                        Some(item) => items.push((cookie, item)),
-                        None => ended.push(cookie),
-                    }
-                }
-                body @ Body::Blocking(_) => {
-                    let _ = catch(move || drop(body));
-                    ended.push(cookie);
-                }
-            }
-        }
-        for (_, item) in &items {
-            let _ = catch(|| item.tell_cancelled());
-        }
+        let mut settling: Vec<Settling> = calls
+            .into_iter()
+            .map(|(cookie, body)| {
+                observe::cancelled(self, cookie);
+                let _frame = self.call_frame(domain, cookie);
+                let (outcome, item) = match body {
+                    Body::Item(item) => (catch(|| item.tell_cancelled()), Some(item)),
+                    Body::Async(make, item) => (catch(move || drop(make)), item),
+                    body @ Body::Blocking(_) => (catch(move || drop(body)), None),
+                };
+                Settling { cookie, outcome, item }
+            })
+            .collect();
         let mut wakeups = Wakeups::default();
         loop {
             let mut st = self.lock();
             let mut to_free = Vec::new();
-            for (cookie, item) in items.drain(..) {
-                match item.cancel(&mut st, &mut wakeups) {
-                    Some(item) => to_free.push((cookie, item)),
-                    None => st.finish_cancelled(domain, cookie, &mut wakeups),
+            for call in settling.drain(..) {
+                // An owned item learns it was cancelled; one nobody will take
+                // back is freed before its call ends, as a detached item is
+                // freed before its call counts as finished.
+                match call.item.and_then(|item| item.cancel(&mut st, &mut wakeups)) {
+                    Some(item) => to_free.push((call.cookie, call.outcome, item)),
+                    None => st.finish_cancelled(domain, call.cookie, call.outcome, &mut wakeups),
                 }
-            }
-            for cookie in ended.drain(..) {
-                st.finish_cancelled(domain, cookie, &mut wakeups);
             }
             if to_free.is_empty() {
                 self.after_cancel(&st);
                 break;
             }
-            // Nobody will take these back: freed before their calls end,
-            // as a detached item is freed before its call counts finished.
             drop(st);
-            for (cookie, item) in to_free {
-                let _ = catch(move || item.free());
-                ended.push(cookie);
+            for (cookie, outcome, item) in to_free {
+                let _frame = self.call_frame(domain, cookie);
+                let freed = catch(move || item.free());
+                settling.push(Settling {
+                    cookie,
+                    outcome: outcome.and(freed),
+                    item: None,
+                });
             }
         }
         wakeups.wake_all();

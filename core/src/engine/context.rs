@@ -11,7 +11,8 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::base::sync::{thread_local, Condvar};
-use crate::model::domain::DomainId;
+use crate::model::awaiting::Awaited;
+use crate::model::ids::DomainId;
 use crate::Cookie;
 
 /// One call being run on this thread.
@@ -30,6 +31,9 @@ thread_local! {
     static WORKER: Cell<Option<(usize, usize)>> = Cell::new(None);
     /// Set while a kasync async call is being polled on this thread.
     static IN_ASYNC_POLL: Cell<bool> = Cell::new(false);
+    /// The kasync waits found pending during that poll, as `(runtime id,
+    /// wait)`: what the call awaits.
+    static AWAITED: RefCell<Vec<(usize, Awaited)>> = RefCell::new(Vec::new());
     /// The condition variable this thread parks on in blocking waits.
     static PARKING: Arc<Condvar> = Arc::new(Condvar::new());
 }
@@ -129,18 +133,54 @@ pub(crate) fn in_async_poll() -> bool {
     IN_ASYNC_POLL.with(|p| p.get())
 }
 
-/// Marks this thread as polling an async call for as long as the guard lives.
-pub(crate) struct AsyncPollGuard(bool);
+/// Notes that a kasync wait of `runtime` was found pending in the async call
+/// being polled on this thread (none: nothing to note).
+pub(crate) fn note_awaited(runtime: usize, awaited: Awaited) {
+    if in_async_poll() {
+        AWAITED.with(|a| a.borrow_mut().push((runtime, awaited)));
+    }
+}
+
+/// Marks this thread as polling an async call for as long as the guard
+/// lives, and collects what the poll awaits ([`note_awaited`]).
+pub(crate) struct AsyncPollGuard {
+    previous: bool,
+    /// An enclosing poll's notes (a poll nested in a poll), put back when
+    /// this one ends.
+    outer: Vec<(usize, Awaited)>,
+    finished: bool,
+}
 
 impl AsyncPollGuard {
     pub(crate) fn enter() -> AsyncPollGuard {
-        AsyncPollGuard(IN_ASYNC_POLL.with(|p| p.replace(true)))
+        AsyncPollGuard {
+            previous: IN_ASYNC_POLL.with(|p| p.replace(true)),
+            outer: AWAITED.with(|a| std::mem::take(&mut *a.borrow_mut())),
+            finished: false,
+        }
+    }
+
+    /// Ends the poll: the kasync waits of `runtime` it found pending.
+    pub(crate) fn finish(mut self, runtime: usize) -> Vec<Awaited> {
+        self.finished = true;
+        let noted = self.restore();
+        noted
+            .into_iter()
+            .filter(|&(rt, _)| rt == runtime)
+            .map(|(_, awaited)| awaited)
+            .collect()
+    }
+
+    fn restore(&mut self) -> Vec<(usize, Awaited)> {
+        IN_ASYNC_POLL.with(|p| p.set(self.previous));
+        AWAITED.with(|a| std::mem::replace(&mut *a.borrow_mut(), std::mem::take(&mut self.outer)))
     }
 }
 
 impl Drop for AsyncPollGuard {
     fn drop(&mut self) {
-        let previous = self.0;
-        IN_ASYNC_POLL.with(|p| p.set(previous));
+        if !self.finished {
+            self.restore();
+        }
     }
 }

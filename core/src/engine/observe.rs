@@ -16,7 +16,8 @@ use std::time::Instant;
 use crate::base::sync::now;
 use crate::engine::context::{self};
 use crate::engine::shared::Shared;
-use crate::model::state::{Scope, State};
+use crate::model::ids::Scope;
+use crate::model::state::State;
 use crate::model::timeline::StartedCall;
 use crate::Cookie;
 
@@ -33,7 +34,7 @@ fn wants_waits(shared: &Shared) -> bool {
 }
 
 /// A call was queued; `st` is locked.
-pub(crate) fn queued(shared: &Shared, st: &State, domain: crate::model::domain::DomainId, cookie: Cookie) {
+pub(crate) fn queued(shared: &Shared, st: &State, domain: crate::model::ids::DomainId, cookie: Cookie) {
     if let Some(recorder) = &shared.recorder {
         recorder.queued(cookie, st.domain(domain).name.clone(), now());
     }
@@ -54,7 +55,7 @@ pub(crate) struct CallObserver {
 }
 
 /// A call is about to start on this thread (before its frame is pushed).
-pub(crate) fn call_started(shared: &Shared, domain: crate::model::domain::DomainId, cookie: Cookie) -> CallObserver {
+pub(crate) fn call_started(shared: &Shared, domain: crate::model::ids::DomainId, cookie: Cookie) -> CallObserver {
     let recorded = shared.recorder.as_ref().map(|recorder| {
         // On a waiting thread (not a worker, or a worker already inside a
         // call): the call is helped (rule 2).

@@ -6,8 +6,9 @@ use crate::engine::context::{self, AsyncPollGuard, Frame, FrameGuard};
 use crate::engine::observe::{self, CallObserver};
 use crate::engine::pool::act::{self, BlockedWorker};
 use crate::engine::shared::Shared;
+use crate::model::awaiting::Awaited;
 use crate::model::call::{self, Body, BoxFuture, Claimed, Finished};
-use crate::model::domain::DomainId;
+use crate::model::ids::DomainId;
 use crate::model::item::ItemCall;
 use crate::model::state::{State, Wakeups};
 use crate::Cookie;
@@ -91,6 +92,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
                         observer: Some(observer),
                         blocked: None,
                         item,
+                        awaiting: Vec::new(),
                     };
                     shared.executor.spawn_future(Box::pin(future));
                     return None;
@@ -125,6 +127,9 @@ struct CallFuture {
     /// on an executor that polls futures on the caller (threads), a
     /// pending poll blocks that worker, so rule 3 replaces it.
     blocked: Option<BlockedWorker>,
+    /// The kasync waits of its runtime its last pending poll awaited, as
+    /// the runtime knows them (`State::set_awaiting`).
+    awaiting: Vec<Awaited>,
 }
 
 impl CallFuture {
@@ -143,7 +148,7 @@ impl Future for CallFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let (Some(shared), Some(future)) = (this.shared.clone(), this.future.as_mut()) else {
+        let Some(shared) = this.shared.clone() else {
             return Poll::Ready(());
         };
         if let Some(worker) = this.blocked.take() {
@@ -154,34 +159,46 @@ impl Future for CallFuture {
                 act::unblock_worker(&mut shared.lock(), worker);
             }
         }
-        let result = {
-            let _span = this.observer.as_ref().map(CallObserver::enter);
-            let _frame = FrameGuard::enter(this.frame);
-            let _poll = AsyncPollGuard::enter();
-            catch(|| future.as_mut().poll(cx))
-        };
-        let outcome = match result {
-            Ok(Poll::Pending) => {
-                if let Some(slot) = Self::blocking_worker(&shared) {
-                    let (st, worker) = act::block_worker(&shared, shared.lock(), slot);
-                    drop(st);
-                    this.blocked = Some(worker);
+        let outcome = loop {
+            let Some(future) = this.future.as_mut() else {
+                return Poll::Ready(());
+            };
+            let (result, awaited) = {
+                let _span = this.observer.as_ref().map(CallObserver::enter);
+                let _frame = FrameGuard::enter(this.frame);
+                let poll = AsyncPollGuard::enter();
+                let result = catch(|| future.as_mut().poll(cx));
+                (result, poll.finish(shared.id()))
+            };
+            match result {
+                Ok(Poll::Pending) => {
+                    if this.help_here(&shared, &awaited) {
+                        // Ran a call it awaits: poll again at once.
+                        continue;
+                    }
+                    this.publish_awaiting(&shared, awaited);
+                    if let Some(slot) = Self::blocking_worker(&shared) {
+                        let (st, worker) = act::block_worker(&shared, shared.lock(), slot);
+                        drop(st);
+                        this.blocked = Some(worker);
+                    }
+                    return Poll::Pending;
                 }
-                return Poll::Pending;
-            }
-            Ok(Poll::Ready(())) => {
-                let future = this.future.take();
-                let _frame = FrameGuard::enter(this.frame);
-                catch(move || drop(future))
-            }
-            Err(message) => {
-                let future = this.future.take();
-                let _frame = FrameGuard::enter(this.frame);
-                // The first panic is the one to report.
-                let _ = catch(move || drop(future));
-                Err(message)
+                Ok(Poll::Ready(())) => {
+                    let future = this.future.take();
+                    let _frame = FrameGuard::enter(this.frame);
+                    break catch(move || drop(future));
+                }
+                Err(message) => {
+                    let future = this.future.take();
+                    let _frame = FrameGuard::enter(this.frame);
+                    // The first panic is the one to report.
+                    let _ = catch(move || drop(future));
+                    break Err(message);
+                }
             }
         };
+        this.publish_awaiting(&shared, Vec::new());
         if let Some(shared) = this.shared.take() {
             if let Some(observer) = this.observer.take() {
                 observer.finished(&shared, outcome.is_err());
@@ -193,12 +210,70 @@ impl Future for CallFuture {
     }
 }
 
+impl CallFuture {
+    /// Rule 2 on the thread polling a pending call, where the executor polls
+    /// futures on the caller (the threads adapter): that thread blocks until
+    /// the call is woken, so it first runs a queued call the poll awaits,
+    /// with the pending call's frame pushed (a wait in the helped call that
+    /// covers it is refused, as on any call's stack). Returns whether it ran
+    /// one.
+    fn help_here(&self, shared: &Arc<Shared>, awaited: &[Awaited]) -> bool {
+        let config = &shared.config;
+        if awaited.is_empty()
+            || !shared.executor.polls_futures_on_caller()
+            || !config.help
+            || context::depth() + 1 >= config.help_depth
+        {
+            return false;
+        }
+        let claimed = {
+            let mut st = shared.lock();
+            let claimed = awaited.iter().find_map(|&a| st.claim_awaited_call(a));
+            if claimed.is_some() {
+                st.counters.helped += 1;
+            }
+            claimed
+        };
+        let Some(claimed) = claimed else {
+            return false;
+        };
+        let _frame = FrameGuard::enter(self.frame);
+        shared.run_claimed(claimed);
+        true
+    }
+
+    /// Tells the runtime what this pending call awaits (nothing once it is
+    /// polled to its end), so a thread waiting for it may run those calls;
+    /// and wakes the threads waiting for it when it starts to await
+    /// something. Takes the lock only when that changed.
+    fn publish_awaiting(&mut self, shared: &Shared, awaited: Vec<Awaited>) {
+        if awaited == self.awaiting {
+            return;
+        }
+        let (domain, cookie) = (self.frame.domain, self.frame.cookie);
+        let mut wakeups = Wakeups::default();
+        let mut st = shared.lock();
+        if st.set_awaiting(domain, cookie, awaited.clone()) {
+            st.wake_helper_for(domain, cookie);
+            if let Some(item) = &self.item {
+                item.wake_waiter(&mut st, &mut wakeups);
+            }
+        }
+        drop(st);
+        self.awaiting = awaited;
+        wakeups.wake_all();
+    }
+}
+
 impl Drop for CallFuture {
     fn drop(&mut self) {
         if let (Some(shared), Some(worker)) = (&self.shared, self.blocked.take()) {
             if context::worker_slot(shared.id()) == Some(worker.slot()) {
                 act::unblock_worker(&mut shared.lock(), worker);
             }
+        }
+        if let Some(shared) = self.shared.clone() {
+            self.publish_awaiting(&shared, Vec::new());
         }
         if let Some(shared) = self.shared.take() {
             // Its own `Drop` is user code: contained, like a panic in a poll.
@@ -246,11 +321,7 @@ impl Shared {
         if let Some(item) = finished.item.take_if(|item| item.is_orphaned(&mut st)) {
             drop(st);
             let freed = {
-                let _frame = context::FrameGuard::enter(context::Frame {
-                    runtime: self.id(),
-                    domain,
-                    cookie,
-                });
+                let _frame = self.call_frame(domain, cookie);
                 catch(move || item.free())
             };
             finished.outcome = finished.outcome.and(freed);
@@ -278,10 +349,7 @@ impl Shared {
     ) {
         // The item learns of its end in the same critical section in which
         // the call stops counting as pending.
-        if let Some(item) = finished.item {
-            item.complete(st, &finished.outcome, wakeups);
-        }
-        st.finish(domain, cookie, finished.outcome, wakeups);
+        st.finish(domain, cookie, finished.outcome, finished.item, wakeups);
         if st.space_waiters > 0 {
             self.space_cv.notify_one();
         }

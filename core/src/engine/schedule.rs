@@ -5,8 +5,9 @@ use crate::engine::observe::{self};
 use crate::engine::pool::{self};
 use crate::engine::shared::{Admission, Overflow, Shared};
 use crate::model::call::Body;
-use crate::model::domain::DomainId;
-use crate::model::state::{Scope, State};
+use crate::model::ids::DomainId;
+use crate::model::ids::Scope;
+use crate::model::state::State;
 use crate::Cookie;
 use std::sync::Arc;
 

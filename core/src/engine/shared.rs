@@ -3,9 +3,12 @@
 
 use crate::base::executor::Executor;
 use crate::base::sync::{AtomicU64, Condvar, Mutex, MutexGuard};
+use crate::engine::context::{Frame, FrameGuard};
 use crate::model::growth::{self};
+use crate::model::ids::DomainId;
 use crate::model::state::{State, Wakeups};
 use crate::model::timeline::Recorder;
+use crate::Cookie;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,6 +93,17 @@ impl Shared {
     /// unique while any handle, worker or call of the runtime exists.
     pub(crate) fn id(&self) -> usize {
         self as *const Shared as usize
+    }
+
+    /// Pushes a frame for call `cookie` of `domain` on this thread for as
+    /// long as the guard lives: code running for the call (its body, the
+    /// drops of what it held) sees itself inside it.
+    pub(crate) fn call_frame(&self, domain: DomainId, cookie: Cookie) -> FrameGuard {
+        FrameGuard::enter(Frame {
+            runtime: self.id(),
+            domain,
+            cookie,
+        })
     }
 
     /// Takes the state lock. It is held for well under a microsecond per

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::base::inline_fn::BlockingFn;
-use crate::model::domain::DomainId;
+use crate::model::ids::DomainId;
 use crate::model::item::ItemCall;
 use crate::Cookie;
 

@@ -7,12 +7,8 @@ use std::sync::Arc;
 
 use crate::base::sync::{AtomicU64, AtomicUsize};
 use crate::model::call::Body;
-use crate::model::state::WaiterId;
+use crate::model::ids::WaiterId;
 use crate::Cookie;
-
-/// Index of a domain in the runtime's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct DomainId(pub(crate) usize);
 
 /// What a domain's handles may read without taking the runtime's lock, so
 /// that a barrier on calls already finished costs no lock. Written under the
@@ -35,8 +31,9 @@ impl DomainHint {
     }
 }
 
-/// One pending call of a domain: queued while `body` is `Some`. A queued
-/// call being cancelled has no body and is not done yet.
+/// One pending call of a domain: queued while `body` is `Some`. A call
+/// being cancelled, or claimed out of order by a wait for it, has no body
+/// and is not done yet.
 struct CallSlot {
     cookie: Cookie,
     body: Option<Body>,
@@ -44,8 +41,11 @@ struct CallSlot {
 }
 
 /// A domain's pending calls, in cookie order. Calls start in cookie order
-/// within a domain (workers and helpers both take the lowest queued one), so
-/// `calls[..started]` have started and `calls[started..]` are queued. Finished
+/// within a domain (workers and barrier helpers take the lowest queued one),
+/// so `calls[..started]` have started and `calls[started..]` are queued,
+/// except for calls a wait for that one call ran early (a task or an item,
+/// [`DomainState::claim_call`]), which sit among the queued ones without a
+/// body, like calls being cancelled. Finished
 /// calls are dropped from the front as soon as everything before them is done,
 /// so the front is always the lowest unfinished cookie: the kernel's
 /// `lowest_in_progress`.
@@ -116,31 +116,40 @@ impl DomainState {
         let cookie = slot.cookie;
         let body = slot.body.take()?;
         self.started += 1;
-        self.skip_cancelled();
+        self.skip_taken();
         Some((cookie, body))
+    }
+
+    /// Takes the queued call `cookie` to run it now, ahead of the domain's
+    /// earlier queued calls if any: a wait for that one call (a task, an
+    /// item) runs it and nothing unrelated. Its slot stays in place, running,
+    /// until it finishes. `None` if it is not queued.
+    pub(crate) fn claim_call(&mut self, cookie: Cookie) -> Option<Body> {
+        let at = self.queued_at(cookie)?;
+        let body = self.calls[at].body.take();
+        self.skip_taken();
+        body
+    }
+
+    /// Where the queued call `cookie` is, if it is queued.
+    fn queued_at(&self, cookie: Cookie) -> Option<usize> {
+        // Every call is in cookie order; the queued ones are in `calls[started..]`.
+        let at = self.calls.binary_search_by_key(&cookie, |slot| slot.cookie).ok()?;
+        (at >= self.started && self.calls[at].body.is_some()).then_some(at)
     }
 
     /// Marks a started call finished. Returns whether the lowest unfinished
     /// cookie moved (only then can a waiter's condition have become true).
     pub(crate) fn finish(&mut self, cookie: Cookie) -> bool {
-        // Only started calls can finish: search that prefix, which is as long
-        // as the calls running now, not the whole (possibly long) queue.
-        let (mut low, mut high) = (0, self.started);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            if self.calls[mid].cookie < cookie {
-                low = mid + 1;
-            } else {
-                high = mid;
+        // A call claimed out of order sits among the queued ones: search the
+        // whole deque (in cookie order).
+        match self.calls.binary_search_by_key(&cookie, |slot| slot.cookie) {
+            Ok(at) => self.finish_at(at),
+            Err(_) => {
+                debug_assert!(false, "finished call {cookie} is not pending");
+                false
             }
         }
-        let at = low;
-        if !matches!(self.calls.get(at), Some(slot) if slot.cookie == cookie) {
-            debug_assert!(false, "finished call {cookie} is not pending");
-            return false;
-        }
-        debug_assert!(at < self.started);
-        self.finish_at(at)
     }
 
     /// Marks the call at `at` done; returns whether the front moved.
@@ -154,27 +163,26 @@ impl DomainState {
         while self.calls.front().is_some_and(|slot| slot.done) {
             self.calls.pop_front();
             // A done slot at the front is never queued: the queue's head is
-            // always a real call (`skip_cancelled`).
+            // always a real call (`skip_taken`).
             self.started -= 1;
         }
         true
     }
 
     /// Takes the body of the queued, unstarted call `cookie`: it will never
-    /// run. Its slot stays, unfinished, until [`DomainState::finish_cancelled`]
+    /// run. Its slot stays, unfinished, until [`DomainState::finish`]
     /// (once its closure is dropped, with the runtime's lock released), so
     /// the call counts as finished for barriers only then. `None` if the
     /// call is not queued (started, finished, cancelled, or never in this
     /// domain), or is an item borrowed by a scope (which promises its items
     /// run).
     pub(crate) fn cancel(&mut self, cookie: Cookie) -> Option<Body> {
-        // Every call is in cookie order; the queued ones are `calls[started..]`.
-        let at = self.calls.binary_search_by_key(&cookie, |slot| slot.cookie).ok()?;
-        if at < self.started || self.calls[at].body.as_ref().is_none_or(Body::is_scoped) {
+        let at = self.queued_at(cookie)?;
+        if self.calls[at].body.as_ref().is_some_and(Body::is_scoped) {
             return None;
         }
         let body = self.calls[at].body.take();
-        self.skip_cancelled();
+        self.skip_taken();
         body
     }
 
@@ -186,27 +194,15 @@ impl DomainState {
                 out.extend(slot.body.take().map(|body| (slot.cookie, body)));
             }
         }
-        self.skip_cancelled();
+        self.skip_taken();
     }
 
-    /// Counts cancelled slots at the queue's head as started: they are not
-    /// claimable, so the next queued call is always a real one.
-    fn skip_cancelled(&mut self) {
+    /// Counts the slots at the queue's head whose body was taken (cancelled,
+    /// or claimed out of order) as started: they are not claimable, so the
+    /// next queued call is always a real one.
+    fn skip_taken(&mut self) {
         while self.calls.get(self.started).is_some_and(|slot| slot.body.is_none()) {
             self.started += 1;
-        }
-    }
-
-    /// Records that the cancelled call `cookie` is settled (its closure
-    /// dropped); see [`DomainState::finish`] for what it returns. It may
-    /// still sit behind queued calls, so the whole queue is searched.
-    pub(crate) fn finish_cancelled(&mut self, cookie: Cookie) -> bool {
-        match self.calls.binary_search_by_key(&cookie, |slot| slot.cookie) {
-            Ok(at) => self.finish_at(at),
-            Err(_) => {
-                debug_assert!(false, "cancelled call {cookie} is not pending");
-                false
-            }
         }
     }
 

@@ -18,7 +18,7 @@ use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
 use crate::base::sync::UnsafeCell;
-use crate::model::state::{State, Wake, Wakeups};
+use crate::model::state::{PanicRecord, State, Wake, Wakeups};
 use crate::Cookie;
 
 /// The work an [`Item`] describes: the kernel's `async_func_t` with its data.
@@ -58,7 +58,8 @@ pub(crate) struct Slot {
     /// Cancelled before it ran (then `done` too).
     pub(crate) cancelled: bool,
     pub(crate) mode: Mode,
-    pub(crate) panic: Option<Arc<str>>,
+    /// The call's panic, for the handle to deliver.
+    pub(crate) panic: Option<Arc<PanicRecord>>,
     pub(crate) wake: Wake,
 }
 
@@ -271,6 +272,13 @@ impl ItemCall {
         }
     }
 
+    /// Wakes whoever waits for the item's call (a blocked thread, or the
+    /// task awaiting it), without its end: the call now awaits something
+    /// the waiter may run.
+    pub(crate) fn wake_waiter(&self, st: &mut State, wakeups: &mut Wakeups) {
+        self.header().with(st, |slot| slot.wake.fire(wakeups));
+    }
+
     /// Whether a scope borrowed this item.
     pub(crate) fn is_scoped(&self) -> bool {
         self.scoped
@@ -331,28 +339,40 @@ impl ItemCall {
         }
     }
 
-    /// Records the end of the call in the item, under the state lock. An
-    /// orphaned item was freed before (`Shared::record_end`).
-    pub(crate) fn complete(self, st: &mut State, outcome: &crate::model::call::Outcome, wakeups: &mut Wakeups) {
+    /// Records the end of the call in the item, under the state lock, and
+    /// hands it the call's panic if it will deliver it (its handle or its
+    /// scope). Returns the panic otherwise, for the barriers. An orphaned
+    /// item was freed before (`record_end`).
+    pub(crate) fn complete(
+        self,
+        st: &mut State,
+        panic: Option<Arc<PanicRecord>>,
+        wakeups: &mut Wakeups,
+    ) -> Option<Arc<PanicRecord>> {
         let mode = self.header().with(st, |slot| slot.mode);
         match mode {
-            Mode::Detached => debug_assert!(false, "an orphaned item is freed before its end is recorded"),
+            Mode::Detached => {
+                debug_assert!(false, "an orphaned item is freed before its end is recorded");
+                panic
+            }
             Mode::Owned => self.header().with(st, |slot| {
                 slot.done = true;
-                slot.panic = outcome.clone().err();
+                slot.panic = panic;
                 slot.wake.fire(wakeups);
+                None
             }),
             Mode::Scoped(counter) => {
                 // SAFETY: the counter lives in `Domain::scope`'s frame, which
                 // waits for this call before returning; the lock is held.
                 let counter = unsafe { &mut *counter.as_ptr() };
                 counter.remaining -= 1;
-                if let (Err(message), None) = (outcome, &counter.panic) {
-                    counter.panic = Some(message.clone());
+                if counter.panic.is_none() {
+                    counter.panic = panic;
                 }
                 if counter.remaining == 0 {
                     counter.wake.fire(wakeups);
                 }
+                None
             }
         }
     }
@@ -362,6 +382,7 @@ impl ItemCall {
 /// stack frame and is only accessed under the state lock.
 pub(crate) struct ScopeCounter {
     pub(crate) remaining: usize,
-    pub(crate) panic: Option<Arc<str>>,
+    /// The first panic among its calls, which the scope re-raises.
+    pub(crate) panic: Option<Arc<PanicRecord>>,
     pub(crate) wake: Wake,
 }

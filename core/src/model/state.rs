@@ -15,26 +15,17 @@ use slab::Slab;
 
 use crate::base::error::{PanicReport, SyncError};
 use crate::base::sync::{AtomicBool, Condvar};
+use crate::model::awaiting::{Awaited, Awaiting};
 use crate::model::call::{Body, Claimed, Outcome};
-use crate::model::domain::{DomainHint, DomainId, DomainState};
+use crate::model::domain::{DomainHint, DomainState};
 use crate::model::growth::PoolState;
+use crate::model::ids::{DomainId, Scope, WaiterId};
+use crate::model::item::ItemCall;
 use crate::Cookie;
 
 /// A blocking domain wait spins before parking (and is woken early by the
 /// call before it) when it waits for at most this many unfinished calls.
 pub(crate) const NEAR_CALLS: usize = 1;
-
-/// What a barrier waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Scope {
-    /// Calls of one domain with cookie below the barrier's bound.
-    Domain(DomainId),
-    /// Every call of every registered domain (`synchronize_full`).
-    Full,
-}
-
-/// Index of a waiter in [`State::waiters`].
-pub(crate) type WaiterId = usize;
 
 /// How to wake a waiter.
 pub(crate) enum Wake {
@@ -48,17 +39,22 @@ pub(crate) struct WaiterState {
     scope: Scope,
     below: u64,
     done: bool,
-    /// Panics in this barrier's range it will report.
+    /// Panics in this barrier's range it will report: those unreported
+    /// when it was made, and those published while it waits.
     panics: Vec<Arc<PanicRecord>>,
     wake: Wake,
     /// A blocked thread that will run newly queued calls it covers.
     helper: bool,
 }
 
-/// A panic of one call, kept in `unreported` until a barrier reports it.
+/// A panic of one call. A call with a handle (a task, an item, a scope)
+/// keeps its record there, and the handle delivers it; otherwise the
+/// record is *published*: given to the barriers waiting over the call and
+/// kept in `unreported` until a barrier reports it.
 pub(crate) struct PanicRecord {
     /// Its domain's lock-free summary, which counts it while unreported.
     hint: Arc<DomainHint>,
+    domain: DomainId,
     /// The domain's unique id: slab indexes are reused once a domain is gone.
     domain_uid: u64,
     registered: bool,
@@ -67,6 +63,18 @@ pub(crate) struct PanicRecord {
     message: Arc<str>,
     /// Set (under the state lock) once a barrier returned it.
     reported: AtomicBool,
+}
+
+impl PanicRecord {
+    /// What a handle that takes this panic returns.
+    pub(crate) fn report(&self) -> PanicReport {
+        PanicReport::new(self.cookie, self.domain_name.clone(), self.message.clone(), 0)
+    }
+
+    /// The panic message.
+    pub(crate) fn message(&self) -> &Arc<str> {
+        &self.message
+    }
 }
 
 /// Counters reported by `Runtime::stats`.
@@ -148,6 +156,8 @@ pub(crate) struct State {
     waiters: Slab<WaiterState>,
     full_waiters: Vec<WaiterId>,
     unreported: Vec<Arc<PanicRecord>>,
+    /// Pending async calls and the kasync waits they await.
+    awaiting: Awaiting,
     pub(crate) pool: PoolState<Arc<Condvar>>,
     pub(crate) counters: Counters,
     pub(crate) shutdown: bool,
@@ -223,6 +233,7 @@ impl State {
             waiters: Slab::new(),
             full_waiters: Vec::new(),
             unreported: Vec::new(),
+            awaiting: Awaiting::default(),
             pool: PoolState::default(),
             counters: Counters::default(),
             shutdown: false,
@@ -295,15 +306,69 @@ impl State {
     }
 
     fn claim_from(&mut self, domain: DomainId) -> Option<Claimed> {
-        let d = &mut self.domains[domain.0];
-        let (cookie, body) = d.claim()?;
-        if !d.has_queued() {
-            if let Some(at) = self.ready.iter().position(|&r| r == domain) {
-                self.ready.swap_remove(at);
-            }
-        }
-        self.queued -= 1;
+        let (cookie, body) = self.domains[domain.0].claim()?;
+        self.left_queue(domain, 1);
         Some(Claimed { domain, cookie, body })
+    }
+
+    /// A wait for the one call `cookie` of `domain` (a task, an item): takes
+    /// it if it is still queued, ahead of the domain's earlier queued calls,
+    /// which the waiter does not depend on.
+    pub(crate) fn claim_call(&mut self, domain: DomainId, cookie: Cookie) -> Option<Claimed> {
+        let d = self.domains.get_mut(domain.0)?;
+        let body = d.claim_call(cookie)?;
+        self.left_queue(domain, 1);
+        Some(Claimed { domain, cookie, body })
+    }
+
+    /// A queued call `awaited` covers, lowest first.
+    pub(crate) fn claim_awaited_call(&mut self, awaited: Awaited) -> Option<Claimed> {
+        match awaited {
+            Awaited::Range { scope, below } => self.claim_for(scope, below),
+            Awaited::Call { domain, cookie } => self.claim_call(domain, cookie),
+        }
+    }
+
+    /// What a barrier over `scope`/`below` may run: the lowest queued call
+    /// it covers, or else (rule 2 through an async call) a queued call that
+    /// a pending async call it covers awaits.
+    pub(crate) fn claim_for_barrier(&mut self, scope: Scope, below: u64) -> Option<Claimed> {
+        if let Some(claimed) = self.claim_for(scope, below) {
+            return Some(claimed);
+        }
+        if self.awaiting.is_empty() {
+            return None;
+        }
+        let domains = &self.domains;
+        let awaited = self.awaiting.awaited_by(|domain, cookie| {
+            let registered = domains.get(domain.0).is_some_and(|d| d.registered);
+            covers(scope, below, domain, registered, cookie)
+        });
+        awaited.into_iter().find_map(|a| self.claim_awaited_call(a))
+    }
+
+    /// What a wait for the one call `cookie` of `domain` may run: that call
+    /// if it is queued, or else, if it is a pending async call, a queued
+    /// call it awaits.
+    pub(crate) fn claim_for_call(&mut self, domain: DomainId, cookie: Cookie) -> Option<Claimed> {
+        if let Some(claimed) = self.claim_call(domain, cookie) {
+            return Some(claimed);
+        }
+        if self.awaiting.is_empty() {
+            return None;
+        }
+        let awaited = self.awaiting.awaited_by(|d, c| d == domain && c == cookie);
+        awaited.into_iter().find_map(|a| self.claim_awaited_call(a))
+    }
+
+    /// Async call `cookie` of `domain` is pending and awaits `awaits` (none:
+    /// it no longer awaits a kasync wait). Returns whether it now awaits
+    /// something, in which case the caller wakes the threads waiting for it
+    /// ([`State::wake_helper_for`], its item's waiter), to help.
+    pub(crate) fn set_awaiting(&mut self, domain: DomainId, cookie: Cookie, awaits: Vec<Awaited>) -> bool {
+        let awaiting = !awaits.is_empty();
+        self.awaiting.set(domain, cookie, awaits);
+        awaiting
     }
 
     /// The ready domain whose next queued call has the lowest cookie, among
@@ -342,56 +407,118 @@ impl State {
         }
     }
 
-    /// Records that a call finished and wakes the barriers it satisfied.
-    pub(crate) fn finish(&mut self, domain: DomainId, cookie: Cookie, outcome: Outcome, wakeups: &mut Wakeups) {
-        let State {
-            domains,
-            waiters,
-            full_waiters,
-            unreported,
-            counters,
-            ..
-        } = self;
-        let d = &mut domains[domain.0];
+    /// Records that a call that ran has finished and wakes the barriers it
+    /// satisfied. `item` is the item that learns of its end; a panic goes to
+    /// the item's handle if it has one, else to the barriers.
+    pub(crate) fn finish(
+        &mut self,
+        domain: DomainId,
+        cookie: Cookie,
+        outcome: Outcome,
+        item: Option<ItemCall>,
+        wakeups: &mut Wakeups,
+    ) {
+        self.counters.completed += 1;
+        let record = self.panic_record(domain, cookie, outcome);
+        let published = match item {
+            Some(item) => item.complete(self, record, wakeups),
+            None => record,
+        };
+        self.end_call(domain, cookie, published, wakeups);
+    }
+
+    /// Ends a cancelled call (see [`State::cancel`]): it counts as finished
+    /// for every barrier from now on, without having run. A panic while
+    /// dropping what it held (`outcome`) is the call's panic, for barriers:
+    /// its handle, if any, learnt that it was cancelled.
+    pub(crate) fn finish_cancelled(
+        &mut self,
+        domain: DomainId,
+        cookie: Cookie,
+        outcome: Outcome,
+        wakeups: &mut Wakeups,
+    ) {
+        let record = self.panic_record(domain, cookie, outcome);
+        self.end_call(domain, cookie, record, wakeups);
+    }
+
+    /// The record of a call's panic, if it panicked.
+    fn panic_record(&mut self, domain: DomainId, cookie: Cookie, outcome: Outcome) -> Option<Arc<PanicRecord>> {
+        let message = outcome.err()?;
+        self.counters.panicked += 1;
+        let d = &self.domains[domain.0];
+        Some(Arc::new(PanicRecord {
+            hint: d.hint.clone(),
+            domain,
+            domain_uid: d.uid,
+            registered: d.registered,
+            cookie,
+            domain_name: d.name.clone(),
+            message,
+            reported: AtomicBool::new(false),
+        }))
+    }
+
+    /// What every call's end shares, run or cancelled: it stops counting as
+    /// pending, its panic (one no handle took) is published, and the
+    /// barriers it satisfied wake.
+    fn end_call(&mut self, domain: DomainId, cookie: Cookie, panic: Option<Arc<PanicRecord>>, wakeups: &mut Wakeups) {
+        let d = &mut self.domains[domain.0];
         let advanced = d.finish(cookie);
         let registered = d.registered;
         self.pending -= 1;
-        counters.completed += 1;
         if registered {
             self.registered_pending -= 1;
         }
-        if let Err(message) = outcome {
-            counters.panicked += 1;
-            let record = Arc::new(PanicRecord {
-                domain_uid: d.uid,
-                registered,
-                cookie,
-                domain_name: d.name.clone(),
-                message,
-                reported: AtomicBool::new(false),
-                hint: d.hint.clone(),
-            });
-            // Every barrier already waiting over this call reports it, and so
-            // does every later barrier covering it, until one has reported it.
-            let first = d.waiters.partition_point(|&(below, _)| below <= cookie.get());
-            let domain_waiters = d.waiters[first..].iter().map(|&(_, w)| w);
-            let full = if registered { &full_waiters[..] } else { &[] };
-            for w in domain_waiters.chain(full.iter().copied()) {
-                let waiter = &mut waiters[w];
-                if !waiter.done {
-                    waiter.panics.push(record.clone());
-                }
-            }
-            record.hint.unreported.fetch_add(1, Ordering::Release);
-            unreported.push(record);
+        // Published before the front moves: see `DomainHint`.
+        if let Some(record) = panic {
+            self.publish_panic(record);
         }
         if advanced {
-            front_moved(d, waiters, wakeups);
+            front_moved(&mut self.domains[domain.0], &mut self.waiters, wakeups);
         }
         if registered {
             self.wake_full_if_drained(wakeups);
         }
         self.remove_domain_if_unused(domain);
+    }
+
+    /// Gives a panic no handle takes to the barriers: every barrier waiting
+    /// over its call now reports it, and it stays unreported for barriers
+    /// made later until one reports it.
+    fn publish_panic(&mut self, record: Arc<PanicRecord>) {
+        let State {
+            domains,
+            waiters,
+            full_waiters,
+            unreported,
+            ..
+        } = self;
+        let domain = domains.get(record.domain.0).filter(|d| d.uid == record.domain_uid);
+        if domain.is_none() && !record.registered {
+            // An exclusive domain that is gone: no barrier can name it.
+            return;
+        }
+        let below_it = |d: &DomainState| {
+            let first = d.waiters.partition_point(|&(below, _)| below <= record.cookie.get());
+            d.waiters[first..].iter().map(|&(_, w)| w).collect::<Vec<_>>()
+        };
+        let domain_waiters = domain.map(below_it).unwrap_or_default();
+        let full = if record.registered { &full_waiters[..] } else { &[] };
+        for w in domain_waiters.into_iter().chain(full.iter().copied()) {
+            let waiter = &mut waiters[w];
+            if !waiter.done {
+                waiter.panics.push(record.clone());
+            }
+        }
+        record.hint.unreported.fetch_add(1, Ordering::Release);
+        unreported.push(record);
+    }
+
+    /// A handle was dropped without taking its call's panic: the barriers
+    /// get it, as though the call had panicked now.
+    pub(crate) fn release_panic(&mut self, record: Arc<PanicRecord>) {
+        self.publish_panic(record);
     }
 
     /// Takes the queued, unstarted call `cookie` of `domain` out of the
@@ -403,7 +530,8 @@ impl State {
     /// item).
     pub(crate) fn cancel(&mut self, domain: DomainId, cookie: Cookie) -> Option<Body> {
         let body = self.domains.get_mut(domain.0)?.cancel(cookie)?;
-        self.took_out_of_queue(domain, 1);
+        self.left_queue(domain, 1);
+        self.counters.cancelled += 1;
         Some(body)
     }
 
@@ -412,38 +540,19 @@ impl State {
     pub(crate) fn cancel_domain(&mut self, domain: DomainId, out: &mut Vec<(Cookie, Body)>) {
         let before = out.len();
         self.domains[domain.0].cancel_queued(out);
-        self.took_out_of_queue(domain, out.len() - before);
+        let n = out.len() - before;
+        self.left_queue(domain, n);
+        self.counters.cancelled += n as u64;
     }
 
-    /// `n` queued calls of `domain` were taken out of the queue to be
-    /// cancelled.
-    fn took_out_of_queue(&mut self, domain: DomainId, n: usize) {
+    /// `n` queued calls of `domain` left the queue (claimed or cancelled).
+    fn left_queue(&mut self, domain: DomainId, n: usize) {
         if !self.domains[domain.0].has_queued() {
             if let Some(at) = self.ready.iter().position(|&r| r == domain) {
                 self.ready.swap_remove(at);
             }
         }
         self.queued -= n;
-        self.counters.cancelled += n as u64;
-    }
-
-    /// Ends a cancelled call (see [`State::cancel`]): it counts as finished
-    /// for every barrier from now on, without having run.
-    pub(crate) fn finish_cancelled(&mut self, domain: DomainId, cookie: Cookie, wakeups: &mut Wakeups) {
-        let d = &mut self.domains[domain.0];
-        let advanced = d.finish_cancelled(cookie);
-        let registered = d.registered;
-        self.pending -= 1;
-        if registered {
-            self.registered_pending -= 1;
-        }
-        if advanced {
-            front_moved(&mut self.domains[domain.0], &mut self.waiters, wakeups);
-        }
-        if registered {
-            self.wake_full_if_drained(wakeups);
-        }
-        self.remove_domain_if_unused(domain);
     }
 
     fn wake_full_if_drained(&mut self, wakeups: &mut Wakeups) {
@@ -473,9 +582,10 @@ impl State {
         }
     }
 
-    /// Registers a barrier. It will report the unreported panics in its range.
-    /// `None` when the barrier is already satisfied with nothing to report:
-    /// then there is nothing to register.
+    /// Registers a barrier. It will report the unreported panics in its
+    /// range, and those published while it waits. `None` when the barrier
+    /// is already satisfied with nothing to report: then there is nothing to
+    /// register.
     pub(crate) fn add_waiter(&mut self, scope: Scope, below: u64) -> Option<WaiterId> {
         let panics: Vec<_> = self
             .unreported
@@ -548,7 +658,9 @@ impl State {
         }
     }
 
-    /// Removes a satisfied waiter and returns what its barrier reports.
+    /// Removes a satisfied waiter and returns what its barrier reports. The
+    /// panics it reports count as reported from now on: barriers made later
+    /// do not report them again.
     pub(crate) fn take_result(&mut self, id: WaiterId) -> Result<(), SyncError> {
         self.unlink(id);
         let waiter = self.waiters.remove(id);
@@ -569,18 +681,6 @@ impl State {
             first.message.clone(),
             panics.len() - 1,
         )))
-    }
-
-    /// A panic was delivered some other way (an item's handle returned it):
-    /// barriers made from now on need not report it.
-    pub(crate) fn mark_reported(&mut self, cookie: Cookie) {
-        self.forget_reported(|r| {
-            let delivered = r.cookie == cookie;
-            if delivered {
-                r.reported.store(true, Ordering::Relaxed);
-            }
-            delivered
-        });
     }
 
     /// Drops the records `gone` picks from `unreported`, keeping each
@@ -680,9 +780,9 @@ mod tests {
         st.claim_lowest();
         st.claim_lowest();
         let mut wakeups = Wakeups::default();
-        st.finish(d, c2, Ok(()), &mut wakeups);
+        st.finish(d, c2, Ok(()), None, &mut wakeups);
         assert!(!st.waiter_done(early) && !st.waiter_done(late) && !st.waiter_done(full));
-        st.finish(d, c1, Ok(()), &mut wakeups);
+        st.finish(d, c1, Ok(()), None, &mut wakeups);
         assert!(st.waiter_done(early) && st.waiter_done(late) && st.waiter_done(full));
         for w in [early, late, full] {
             assert_eq!(st.take_result(w), Ok(()));
@@ -698,7 +798,7 @@ mod tests {
         let waiting = st.add_waiter(Scope::Domain(d), u64::MAX).unwrap();
         st.claim_lowest();
         let mut wakeups = Wakeups::default();
-        st.finish(d, c1, Err(Arc::from("boom")), &mut wakeups);
+        st.finish(d, c1, Err(Arc::from("boom")), None, &mut wakeups);
         // A barrier made now, before anyone reported it, reports it too.
         let later = st.add_waiter(Scope::Full, u64::MAX).unwrap();
         let report = |r: Result<(), SyncError>| match r {
@@ -717,7 +817,7 @@ mod tests {
         let c1 = st.enqueue(d, blocking());
         st.claim_lowest();
         let mut wakeups = Wakeups::default();
-        st.finish(d, c1, Err(Arc::from("kept")), &mut wakeups);
+        st.finish(d, c1, Err(Arc::from("kept")), None, &mut wakeups);
         let dropped = st.add_waiter(Scope::Domain(d), u64::MAX).unwrap();
         st.remove_waiter(dropped);
         // Exclusive domain: a full barrier does not cover it.
@@ -738,7 +838,7 @@ mod tests {
         st.release_domain(d);
         assert!(st.domains.contains(d.0), "still has a pending call");
         st.claim_lowest();
-        st.finish(d, c1, Ok(()), &mut wakeups);
+        st.finish(d, c1, Ok(()), None, &mut wakeups);
         assert!(!st.domains.contains(d.0), "freed after its last call");
     }
 }

@@ -8,8 +8,8 @@ use super::{watchdog, worker};
 use crate::base::executor::WorkerSpec;
 use crate::engine::observe;
 use crate::engine::shared::Shared;
-use crate::model::domain::DomainId;
 use crate::model::growth::{Actions, Phase};
+use crate::model::ids::DomainId;
 use crate::model::state::State;
 use crate::Cookie;
 

@@ -15,4 +15,4 @@ mod worker;
 
 pub(crate) use crate::model::growth::{Phase, Settings, Watchdog};
 pub(crate) use act::{dispatch_waiting, notify_woken, on_enqueue, start_min_workers, start_threads};
-pub(crate) use wait::{block_until, Wait};
+pub(crate) use wait::{block_until, Helper, Wait};

@@ -12,20 +12,30 @@ use crate::engine::context;
 use crate::engine::observe;
 use crate::engine::run;
 use crate::engine::shared::Shared;
+use crate::model::call::Claimed;
 use crate::model::domain::DomainHint;
 use crate::model::growth::{Phase, SPIN_FOR};
-use crate::model::state::{Scope, State, Wake, NEAR_CALLS};
+use crate::model::ids::Scope;
+use crate::model::state::{State, Wake, NEAR_CALLS};
+
+/// Takes a queued call the wait depends on, for the waiting thread to run
+/// (rule 2): a barrier's lowest covered call ([`State::claim_for_barrier`]),
+/// the one call a task or item wait is for ([`State::claim_for_call`]), or
+/// one of a scope's own calls.
+pub(crate) type Helper<'a> = &'a mut dyn FnMut(&mut State) -> Option<Claimed>;
 
 /// What a blocking wait waits for and how.
 pub(crate) struct Wait<'a> {
-    /// The calls it may help with: `scope`, cookies below `below`.
+    /// The calls it waits for, at most: `scope`, cookies below `below` (a
+    /// wait for one call: its domain, below the cookie after it). For the
+    /// timeline and for spinning.
     pub(crate) scope: Scope,
     pub(crate) below: u64,
     /// The domain's name, for waits whose handle does not keep the domain
     /// alive (its slot may be gone, or reused, once the wait is done).
     pub(crate) domain_name: Option<&'a str>,
-    /// Whether the caller allows helping at all.
-    pub(crate) help: bool,
+    /// How it helps, if the caller allows helping at all.
+    pub(crate) help: Option<Helper<'a>>,
     pub(crate) deadline: Option<Instant>,
 }
 
@@ -37,11 +47,12 @@ pub(crate) struct Wait<'a> {
 pub(crate) fn block_until<'a>(
     shared: &'a Arc<Shared>,
     mut st: MutexGuard<'a, State>,
-    wait: Wait<'_>,
+    mut wait: Wait<'_>,
     is_done: &mut dyn FnMut(&mut State) -> bool,
     arm: &mut dyn FnMut(&mut State, Wake, bool) -> Wake,
 ) -> (MutexGuard<'a, State>, bool) {
-    let may_help = wait.help && shared.config.help && context::depth() < shared.config.help_depth;
+    let may_help = shared.config.help && context::depth() < shared.config.help_depth;
+    let mut helper = wait.help.take().filter(|_| may_help);
     let observed_since = observe::wait_started(shared);
     let mut helped = 0;
     let worker_slot = context::worker_slot(shared.id());
@@ -54,8 +65,8 @@ pub(crate) fn block_until<'a>(
         if is_done(&mut st) {
             break true;
         }
-        if may_help {
-            if let Some(claimed) = st.claim_for(wait.scope, wait.below) {
+        if let Some(help) = helper.as_mut() {
+            if let Some(claimed) = help(&mut st) {
                 st.counters.helped += 1;
                 helped += 1;
                 // On a worker, the helped call is its current call (for the
@@ -104,7 +115,7 @@ pub(crate) fn block_until<'a>(
                 continue;
             }
         }
-        let replaced = arm(&mut st, Wake::Thread(cv.clone()), may_help);
+        let replaced = arm(&mut st, Wake::Thread(cv.clone()), helper.is_some());
         if let Wake::Task(_) = replaced {
             // The handle was polled as a future before: its waker is foreign
             // code, dropped only with the lock released. Look again after.
