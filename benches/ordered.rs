@@ -42,8 +42,6 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -360,15 +358,7 @@ fn contender(name: &str) -> Box<dyn FnMut(&Job)> {
     }
 }
 
-/// The process's current thread count.
-fn threads_now() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
+use common::threads_now;
 
 /// Samples the process's thread count every millisecond until stopped.
 struct ThreadSampler {
@@ -438,43 +428,15 @@ fn run_child(spec: &str) {
 
 /// Runs one child; `Err` with what went wrong if it failed or hung.
 fn child(name: &str, workload: Workload) -> Result<Sample, String> {
-    let me = std::env::current_exe().unwrap();
-    let mut proc = Command::new(&me)
-        .env(CHILD_ENV, format!("{name}|{}", workload.name()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + CHILD_TIMEOUT;
-    let status = loop {
-        if let Some(status) = proc.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = proc.kill();
-            let _ = proc.wait();
-            return Err(format!("no result after {CHILD_TIMEOUT:?}"));
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    proc.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    proc.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    let fields: Vec<u64> = out
-        .lines()
-        .last()
-        .unwrap_or("")
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
+    let fields = common::child_numbers(CHILD_ENV, &format!("{name}|{}", workload.name()), CHILD_TIMEOUT)?;
     match fields[..] {
-        [nanos, before, peak, buffered] if status.success() => Ok(Sample {
+        [nanos, before, peak, buffered] => Ok(Sample {
             took: Duration::from_nanos(nanos),
             threads_before: before as usize,
             threads_peak: peak as usize,
             buffered_peak: buffered as usize,
         }),
-        _ => Err(format!("{status}: {}", err.trim())),
+        _ => Err(format!("unexpected output {fields:?}")),
     }
 }
 

@@ -137,8 +137,8 @@ use std::sync::OnceLock;
 pub use kasync_core::executor;
 pub use kasync_core::{
     current_cookie, current_is_async, Barrier, BuildError, Builder, CallRecord, Cookie, Domain, Executor, Full, Item,
-    ItemScope, OrderedMap, Overflow, PanicReport, Runtime, Stats, Submitted, SyncError, Task, TaskError, ThreadRecord,
-    Timeline, WaitError, WaitRecord, Work,
+    ItemScope, OrderedMap, Overflow, PanicReport, ProgressSignal, Runtime, Stats, Submitted, SyncError, Task,
+    TaskError, ThreadRecord, Timeline, WaitError, WaitRecord, Work,
 };
 
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();

@@ -124,3 +124,54 @@ impl Results {
         }
     }
 }
+
+/// Runs this benchmark again in a child process with `env` set to `spec`,
+/// and returns the numbers on the last line it printed; `Err` with what went
+/// wrong if it failed, or did not finish within `timeout` (then it is killed).
+pub fn child_numbers(env: &str, spec: &str, timeout: Duration) -> Result<Vec<u64>, String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let me = std::env::current_exe().unwrap();
+    let mut proc = Command::new(&me)
+        .env(env, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = proc.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = proc.kill();
+            let _ = proc.wait();
+            return Err(format!("no result after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    proc.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    proc.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    if !status.success() {
+        return Err(format!("{status}: {}", err.trim()));
+    }
+    Ok(out
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect())
+}
+
+/// The process's current thread count, from `/proc/self/status` (0 where
+/// there is none).
+pub fn threads_now() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -35,11 +35,13 @@
 //! queued calls that wait covers; all at most [`Builder::help_depth`]
 //! deep; [`Barrier::wait_no_help`] and [`Builder::help`] turn this off);
 //! **compensate at once** (a worker about to block in a kasync wait, or in a
-//! pending async call polled on it, is replaced while calls are queued); a
-//! **watchdog** for blocking kasync cannot see (sleeps, I/O, foreign locks:
-//! while calls are queued behind a worker that sat in one call for
-//! [`Builder::stall_timeout`], the awake workers double); and **cap and
-//! shrink** ([`Builder::max_workers`], [`Builder::min_workers`],
+//! pending async call polled on it, is replaced while calls are queued);
+//! **grow by progress** for blocking kasync cannot see (sleeps, I/O,
+//! foreign locks: while calls are queued, a watchdog looks at the workers
+//! every [`Builder::stall_timeout`] and keeps [`Builder::eager_workers`] of
+//! them runnable: one found off the CPUs gets a thread in its place, one
+//! that computes gets none; on Linux, see [`ProgressSignal`]); and **cap
+//! and shrink** ([`Builder::max_workers`], [`Builder::min_workers`],
 //! [`Builder::keep_alive`]). The rule, its state machines and the reasons
 //! for its thresholds are described once, in
 //! [`core/src/engine/pool/README.md`](https://github.com/kasync/kasync/blob/main/core/src/engine/pool/README.md).
@@ -69,7 +71,9 @@
 //!   queued call.
 //! * **Waits kasync cannot see** (a call blocking on a channel another queued
 //!   call feeds) finish while the cap is not reached: the watchdog adds a
-//!   worker within about `stall_timeout`.
+//!   worker within about `stall_timeout` (within 8 of them after a stretch
+//!   in which every worker it looked at was computing: it looks less often
+//!   then).
 //! * **Not guaranteed:** cycles (A waits for B while B waits for A, which is a
 //!   bug kasync reports as [`SyncError::WouldDeadlock`], or
 //!   [`TaskError::WouldDeadlock`], only when both are on one thread),
@@ -115,6 +119,6 @@ pub use base::cookie::Cookie;
 pub use base::error::{BuildError, Full, PanicReport, SyncError, TaskError};
 pub use base::executor::Executor;
 pub use engine::context::{current_cookie, current_is_async};
-pub use engine::shared::Overflow;
+pub use engine::shared::{Overflow, ProgressSignal};
 pub use model::item::{Item, Work};
 pub use model::timeline::{CallRecord, ThreadRecord, Timeline, WaitRecord};

@@ -324,7 +324,7 @@ fn loom_a_leaving_watchdog_and_a_new_call_agree_on_one_watchdog() {
         st.pool.watchdog_started();
         loop {
             let queued = st.queued;
-            match st.pool.on_tick(&s, queued, 1) {
+            match st.pool.on_tick(&s, queued, 1, None) {
                 Tick::Leave => return,
                 Tick::Stay { .. } => {}
             }
@@ -352,7 +352,7 @@ fn loom_a_leaving_watchdog_and_a_new_call_agree_on_one_watchdog() {
             let mut st = state.lock().unwrap();
             assert_eq!(st.pool.reserve(&s, 1), 1);
             let slot = st.pool.take_unstarted().unwrap();
-            st.pool.started(slot, ());
+            st.pool.started(slot, (), None);
             st.pool.set_phase(slot, crate::model::growth::Phase::Running);
             st.queued = 1;
             let actions = st.pool.dispatch(&s, 1, 2);
@@ -519,5 +519,69 @@ fn loom_a_waiter_helps_what_a_pending_async_call_awaits() {
         b.schedule(|_| {});
         // Never helps: the worker must finish H, A and B on its own.
         rt.synchronize_full().wait_no_help().unwrap();
+    });
+}
+
+/// The watchdog looks at a worker with the lock released, then ticks with
+/// what it saw; meanwhile the worker leaves that call for another. A fact
+/// about the call it left must not count: the worker is not blocked, and
+/// the pool does not grow for it.
+#[test]
+fn loom_a_fact_about_a_call_left_meanwhile_is_dropped() {
+    use crate::model::growth::{Fact, Phase, PoolState, Progress, Settings, Tick, Watchdog};
+    use loom::sync::Mutex;
+
+    loom::model(|| {
+        let s = Settings {
+            max_workers: 4,
+            min_workers: 0,
+            eager_workers: 1,
+            spinners: 1,
+            tick: Some(std::time::Duration::from_millis(1)),
+        };
+        let pool = Arc::new(Mutex::new(PoolState::<()>::default()));
+        let slot = {
+            let mut p = pool.lock().unwrap();
+            assert_eq!(p.reserve(&s, 1), 1);
+            let slot = p.take_unstarted().unwrap();
+            p.started(slot, (), None);
+            p.set_phase(slot, Phase::Running);
+            p.watchdog = Watchdog::Running;
+            slot
+        };
+        // The worker: its call returns, and it claims the next one.
+        let worker = {
+            let pool = pool.clone();
+            loom::thread::spawn(move || {
+                let mut p = pool.lock().unwrap();
+                p.set_phase(slot, Phase::Spinning);
+                drop(p);
+                pool.lock().unwrap().set_phase(slot, Phase::Running);
+            })
+        };
+        // The watchdog: collects the running workers, looks (lock
+        // released), finds the one it looked at off the CPUs, ticks.
+        let seen = pool.lock().unwrap().running_workers();
+        let facts: Vec<Fact> = seen
+            .iter()
+            .map(|w| Fact {
+                slot: w.slot,
+                runs: w.runs,
+                progress: Progress::OffCpu,
+            })
+            .collect();
+        let mut p = pool.lock().unwrap();
+        let moved_on = p
+            .running_workers()
+            .iter()
+            .all(|w| !seen.iter().any(|v| v.runs == w.runs));
+        let tick = p.on_tick(&s, 2, 0, Some(&facts));
+        drop(p);
+        worker.join().unwrap();
+        if moved_on {
+            // The fact was about a call the worker left: it counts as
+            // running, and one runnable worker is enough.
+            assert!(matches!(tick, Tick::Stay { stalled: false, .. }), "{tick:?}");
+        }
     });
 }

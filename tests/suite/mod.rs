@@ -10,6 +10,7 @@ pub mod gate;
 pub mod growth;
 pub mod items;
 pub mod model;
+pub mod progress;
 pub mod promises;
 pub mod promises_two;
 pub mod shutdown;
@@ -130,6 +131,11 @@ macro_rules! conformance {
             tasks::a_barrier_over_a_cancelled_detached_item_returns_after_the_free,
             tasks::domain_cancel_leaves_a_scopes_items_to_run,
             tasks::map_ordered_next_where_blocking_is_not_allowed_panics_clearly,
+            progress::computing_workers_get_no_company_even_beside_hogs,
+            progress::judged_by_time_computing_workers_grow_the_pool,
+            progress::a_burst_of_blocked_calls_gets_a_thread_each,
+            progress::invisible_blocking_is_found_judged_by_time,
+            progress::a_mixed_stream_grows_for_its_blocked_calls,
             promises_two::task_cancel_dropping_the_last_runtime_does_not_hang,
             promises_two::domain_cancel_dropping_the_last_runtime_does_not_hang,
             promises_two::a_cancelled_detached_item_dropping_the_last_runtime_does_not_hang,

@@ -11,7 +11,7 @@ use crate::base::error::{BuildError, Full, SyncError};
 use crate::base::executor::{self, Executor};
 use crate::base::sync::{now, AtomicU64, Condvar, Mutex};
 use crate::engine::pool::{self};
-use crate::engine::shared::{parallelism, Config, Overflow, Shared, LOCK_SPIN};
+use crate::engine::shared::{parallelism, Config, Overflow, ProgressSignal, Shared, LOCK_SPIN};
 use crate::model::ids::Scope;
 use crate::model::state::State;
 use crate::model::timeline::{Recorder, Timeline};
@@ -336,6 +336,7 @@ impl Builder {
                 thread_name: String::from("kasync-worker"),
                 stack_size: None,
                 record_timeline: false,
+                progress: ProgressSignal::Auto,
             },
             executor: None,
         }
@@ -361,13 +362,26 @@ impl Builder {
         self
     }
 
-    /// How long a worker may sit inside one call, while other calls are
-    /// queued and no worker is idle, before the watchdog adds workers
-    /// (default 200 µs). Shorter finds blocked workers sooner; longer starts
-    /// fewer threads for CPU-bound calls. A duration too long to express as
-    /// a deadline means no watchdog, as [`Builder::no_stall_watchdog`].
+    /// How often the watchdog looks at the workers while calls are queued
+    /// and none is idle (default 200 µs): a worker found blocked in
+    /// something kasync cannot see (a sleep, I/O, a foreign lock) gets a
+    /// thread in its place, one that computes gets none (see
+    /// [`ProgressSignal`]). Shorter finds blocked workers sooner, at a few
+    /// microseconds per look; while every worker computes, the watchdog
+    /// looks up to 8 times less often. A duration too long to express as a
+    /// deadline means no watchdog, as [`Builder::no_stall_watchdog`].
     pub fn stall_timeout(mut self, d: Duration) -> Builder {
         self.config.pool.tick = Some(d);
+        self
+    }
+
+    /// How the watchdog tells a worker blocked in something kasync cannot
+    /// see from one that computes (default [`ProgressSignal::Auto`]: on
+    /// Linux, by looking at the worker's thread; elsewhere by time).
+    /// [`ProgressSignal::Time`] judges by time everywhere, as kasync did
+    /// before it could look.
+    pub fn progress_signal(mut self, signal: ProgressSignal) -> Builder {
+        self.config.progress = signal;
         self
     }
 
@@ -420,12 +434,14 @@ impl Builder {
         self
     }
 
-    /// Workers started as soon as calls are queued, before the watchdog is
-    /// needed (default: the number of CPUs). After short calls it is also
-    /// how many workers are kept awake: idle workers past that stay parked
-    /// (they would only compete for the CPUs) until the watchdog finds a
-    /// call blocked and wakes them. Without the watchdog every idle worker
-    /// is woken as calls come.
+    /// The pool's concurrency: workers started as soon as calls are queued,
+    /// before the watchdog is needed, and the runnable workers the
+    /// watchdog keeps while calls wait (default: the number of CPUs); a
+    /// worker blocked in something kasync cannot see does not count. After
+    /// short calls it is also how many workers are kept awake: idle workers
+    /// past that stay parked (they would only compete for the CPUs) until
+    /// the watchdog finds a call blocked and wakes them. Without the
+    /// watchdog every idle worker is woken as calls come.
     ///
     /// `0` means workers start only when the watchdog finds calls waiting
     /// (or as [`Builder::min_workers`]); [`Builder::build`] refuses it

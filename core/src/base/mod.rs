@@ -5,4 +5,5 @@ pub(crate) mod cookie;
 pub(crate) mod error;
 pub mod executor;
 pub(crate) mod inline_fn;
+pub(crate) mod os_thread;
 pub(crate) mod sync;

@@ -30,6 +30,25 @@ pub enum Overflow {
     Reject,
 }
 
+/// How the watchdog tells a worker that blocks from one that computes
+/// ([`Builder::progress_signal`](crate::Builder::progress_signal)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProgressSignal {
+    /// The best the platform offers (the default). On Linux the watchdog
+    /// looks at each stuck worker's thread in `/proc/self/task`: one that
+    /// is on a CPU or runnable makes progress and gets no extra thread; one
+    /// that stays off the CPUs is blocked and gets one. Elsewhere, as
+    /// [`ProgressSignal::Time`].
+    #[default]
+    Auto,
+    /// Time alone: a worker that sat in one call for a whole tick, in a
+    /// tick where fewer calls started than workers are awake, counts as
+    /// blocked, whether it computes or sleeps. CPU-bound calls longer than
+    /// a tick then grow the pool past the CPUs.
+    Time,
+}
+
 /// The runtime's settings, fixed at build time.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -43,6 +62,8 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) record_timeline: bool,
+    /// How the watchdog tells blocked workers from computing ones.
+    pub(crate) progress: ProgressSignal,
 }
 
 /// How `schedule` treats a full runtime.

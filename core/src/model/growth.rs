@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use slab::Slab;
 
+use crate::base::os_thread::OsThread;
+
 /// The settings the decisions read, fixed when the runtime is built.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -84,9 +86,47 @@ pub(crate) struct Slot<P> {
     /// `runs` as the watchdog's last tick saw it: unchanged and still
     /// running means it has been in one call for at least a tick.
     runs_at_tick: u64,
+    /// `runs` when the watchdog last found it off a CPU: a block it knows.
+    off_cpu_at: Option<u64>,
     /// How to wake it when it parks (its thread's condition variable); set
     /// when its thread starts.
     pub(crate) parker: Option<P>,
+    /// Its thread, for the watchdog to look at; set when it starts, where
+    /// the platform allows.
+    thread: Option<OsThread>,
+}
+
+/// What the watchdog saw of a worker that sat in one call since its last
+/// tick, over the time it looked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// On a CPU, or runnable (preempted by other work), for most of it:
+    /// it makes progress, and another thread would only compete with it.
+    OnCpu,
+    /// Off the CPUs for most of it: sleeping, in I/O, on a foreign lock or
+    /// a channel. It is blocked, and counts against no CPU.
+    OffCpu,
+}
+
+/// [`Progress`] of worker `slot` in the call it had entered `runs` times
+/// when it was looked at: a fact for [`PoolState::on_tick`], which drops it
+/// if the worker has since moved on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fact {
+    pub(crate) slot: usize,
+    pub(crate) runs: u64,
+    pub(crate) progress: Progress,
+}
+
+/// A worker running a call, for the watchdog to look at: see
+/// [`PoolState::running_workers`].
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Stuck {
+    pub(crate) slot: usize,
+    pub(crate) runs: u64,
+    /// In this one call since the last tick.
+    pub(crate) stuck: bool,
+    pub(crate) thread: Option<OsThread>,
 }
 
 /// The pool's state, kept under the runtime's lock. `P` is how a parked
@@ -106,6 +146,14 @@ pub(crate) struct PoolState<P> {
     /// Workers woken by the last decision, for `act.rs` to notify.
     woken: Vec<usize>,
     pub(crate) watchdog: Watchdog,
+    /// Ticks between the watchdog's looks, 1 to [`MAX_PACE`]: it doubles
+    /// while every worker looked at is on a CPU and nothing is short, and
+    /// is 1 again as soon as one is not.
+    pace: u32,
+    /// Spare runnable workers kept while calls block (see `spare`), and
+    /// ticks since that number was last reached.
+    spare: usize,
+    spare_age: u32,
     /// Whether the last call a worker finished took less than
     /// [`SHORT_CALL`].
     pub(crate) calls_are_short: bool,
@@ -128,6 +176,16 @@ pub(crate) const SPIN_FOR: Duration = SHORT_CALL;
 /// How many idle workers one thread wakes for newly queued calls; each
 /// woken worker wakes as many more (see [`PoolState::dispatch`]).
 pub(crate) const FAN_OUT: usize = 2;
+
+/// The most ticks the watchdog waits between looks while every worker it
+/// looks at computes (Go's `sysmon` backs off the same way, 20 µs up to 10
+/// ms): a call that blocks after a stretch of computing is found within
+/// this many ticks, not one. See README.md for the measurement.
+pub(crate) const MAX_PACE: u32 = 8;
+
+/// Ticks without a worker found blocked before one spare runnable worker
+/// is dropped (see `PoolState::spare`).
+pub(crate) const SPARE_FOR: u32 = 8;
 
 /// What a decision asks for, carried out by `act.rs` after it.
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +223,9 @@ impl<P> Default for PoolState<P> {
             unstarted: Vec::new(),
             woken: Vec::new(),
             watchdog: Watchdog::Off,
+            pace: 1,
+            spare: 0,
+            spare_age: 0,
             calls_are_short: false,
             waiters_spinning: 0,
             peak_workers: 0,
@@ -216,6 +277,15 @@ impl<P> PoolState<P> {
         self.count(Phase::Spinning) + self.waiters_spinning
     }
 
+    /// Whether one more thread may spin (at most `spinners`, one per CPU):
+    /// after short calls, where what it waits for comes within a spin;
+    /// otherwise only while spinners and workers running calls leave a CPU
+    /// free, since a spin beside workers that compute takes a CPU from them.
+    pub(crate) fn may_spin(&self, s: &Settings) -> bool {
+        let spinning = self.spinning_threads();
+        spinning < s.spinners && (self.calls_are_short || spinning + self.count(Phase::Running) < s.spinners)
+    }
+
     /// Whether the watchdog loop runs: only then may idle workers stay
     /// parked past the wake limit (it is what wakes them).
     fn watchdog_runs(&self) -> bool {
@@ -263,10 +333,13 @@ impl<P> PoolState<P> {
         }
     }
 
-    /// A reserved worker's thread runs: it learns how to wake it.
-    pub(crate) fn started(&mut self, slot: usize, parker: P) {
+    /// A reserved worker's thread runs: it learns how to wake it, and how
+    /// to look at its thread.
+    pub(crate) fn started(&mut self, slot: usize, parker: P, thread: Option<OsThread>) {
         debug_assert_eq!(self.phase(slot), Phase::Starting);
-        self.slots[slot].parker = Some(parker);
+        let worker = &mut self.slots[slot];
+        worker.parker = Some(parker);
+        worker.thread = thread;
     }
 
     /// A worker leaves (or its start was refused): forget it.
@@ -278,20 +351,33 @@ impl<P> PoolState<P> {
         self.unstarted.retain(|&s| s != slot);
     }
 
-    /// Whether some worker has been running one call since the last tick,
-    /// or none runs a call at all; and remembers, for the next tick, where
-    /// each worker is.
-    fn stuck_since_last_tick(&mut self) -> bool {
-        let mut running = 0;
-        let mut stuck = false;
-        for (_, w) in self.slots.iter_mut() {
+    /// The workers running a call, for the watchdog to look at before it
+    /// ticks: whether each has been in that one call since the last tick
+    /// is in [`Stuck::stuck`].
+    pub(crate) fn running_workers(&self) -> Vec<Stuck> {
+        self.slots
+            .iter()
+            .filter(|(_, w)| w.phase == Phase::Running)
+            .map(|(slot, w)| Stuck {
+                slot,
+                runs: w.runs,
+                stuck: w.runs == w.runs_at_tick,
+                thread: w.thread.clone(),
+            })
+            .collect()
+    }
+
+    /// The workers running a call (see [`PoolState::running_workers`]), and
+    /// remembers, for the next tick, where each worker is.
+    fn take_running(&mut self) -> Vec<(usize, u64, bool)> {
+        let mut running = Vec::new();
+        for (slot, w) in self.slots.iter_mut() {
             if w.phase == Phase::Running {
-                running += 1;
-                stuck |= w.runs == w.runs_at_tick;
+                running.push((slot, w.runs, w.runs == w.runs_at_tick));
             }
             w.runs_at_tick = w.runs;
         }
-        stuck || running == 0
+        running
     }
 
     /// The next reserved worker to hand to the executor.
@@ -328,8 +414,10 @@ impl<P> PoolState<P> {
             let slot = self.slots.insert(Slot {
                 phase: Phase::Starting,
                 parker: None,
+                thread: None,
                 runs: 0,
                 runs_at_tick: 0,
+                off_cpu_at: None,
             });
             self.counts[Phase::Starting.index()] += 1;
             self.unstarted.push(slot);
@@ -436,6 +524,29 @@ impl<P> PoolState<P> {
         !(queued > 0 && self.below_wake_limit(s, others_awake))
     }
 
+    /// Spare runnable workers while calls block: a worker found blocked
+    /// this tick left its CPU idle since it blocked; as many awake spares
+    /// as the most found blocked in one tick lately take such a CPU at
+    /// once instead. One fewer after [`SPARE_FOR`] ticks without a block.
+    fn spare(&mut self, newly_off: usize) -> usize {
+        if newly_off >= self.spare {
+            self.spare = newly_off;
+            self.spare_age = 0;
+        } else {
+            self.spare_age += 1;
+            if self.spare_age >= SPARE_FOR {
+                self.spare -= 1;
+                self.spare_age = 0;
+            }
+        }
+        self.spare
+    }
+
+    /// How many ticks the watchdog waits before its next look.
+    pub(crate) fn pace(&self) -> u32 {
+        self.pace
+    }
+
     /// The watchdog thread entered its loop.
     pub(crate) fn watchdog_started(&mut self) {
         debug_assert_eq!(self.watchdog, Watchdog::Requested);
@@ -458,15 +569,24 @@ impl<P> PoolState<P> {
         self.waiting_for_thread(queued) > 0 && self.request_watchdog(s)
     }
 
-    /// Rule 4, once per tick (at least `stall_timeout` after the last one).
-    /// `started` calls started lowest-first since the last tick.
-    pub(crate) fn on_tick(&mut self, s: &Settings, queued: usize, started: u64) -> Tick {
+    /// Rule 4, once per tick (at least `stall_timeout` after the last one):
+    /// keep `eager_workers` workers runnable while calls wait for a thread.
+    ///
+    /// `facts` say which workers running calls were on a CPU and which were
+    /// off (see [`Progress`]); one the watchdog did not look at this tick
+    /// counts as on a CPU. `None`: the watchdog cannot look at threads (the
+    /// platform, or [`ProgressSignal::Time`](crate::ProgressSignal::Time)),
+    /// so workers are judged by time: one that sat in one call since the
+    /// last tick counts as blocked unless a call per awake worker started
+    /// lowest-first this tick (`started`).
+    pub(crate) fn on_tick(&mut self, s: &Settings, queued: usize, started: u64, facts: Option<&[Fact]>) -> Tick {
         debug_assert_eq!(self.watchdog, Watchdog::Running);
         // Looked at every tick, so "since the last tick" means one tick.
-        let stuck = self.stuck_since_last_tick();
+        let running = self.take_running();
         if s.tick.is_none() || queued == 0 {
             // Nothing waits: no parked worker is held back.
             self.watchdog = Watchdog::Off;
+            self.pace = 1;
             return Tick::Leave;
         }
         let calm = Tick::Stay {
@@ -477,15 +597,15 @@ impl<P> PoolState<P> {
         if waiting == 0 || self.count(Phase::Notified) > 0 {
             // Covered, or woken workers are on their way: not a stall, even
             // if the CPUs are too busy to run them yet.
+            self.pace = 1;
             return calm;
         }
-        let running = self.awake();
-        // Double the awake workers (at least one more), never more than
-        // the calls waiting.
-        let want = waiting.min(running.max(1));
+        let awake = self.awake();
         if self.may_wake_parked(s) {
-            // Parked workers the wake limit allows again.
-            let woken = self.wake_parked(want);
+            // Parked workers the wake limit allows again: double the awake
+            // ones, never more than the calls waiting.
+            let woken = self.wake_parked(waiting.min(awake.max(1)));
+            self.pace = 1;
             return Tick::Stay {
                 actions: Actions {
                     woken,
@@ -494,20 +614,53 @@ impl<P> PoolState<P> {
                 stalled: false,
             };
         }
-        if started >= running.max(1) as u64 {
-            // A call per awake worker started this tick: busy, not stuck (or
-            // preempted on a loaded machine). More threads would only
-            // compete for the CPUs.
+        let (mut off_cpu, mut on_cpu, mut unknown, mut newly_off) = (0, 0, 0, 0);
+        for &(slot, runs, stuck) in &running {
+            let Some(facts) = facts else {
+                unknown += usize::from(stuck);
+                continue;
+            };
+            match facts.iter().find(|f| f.slot == slot && f.runs == runs) {
+                Some(f) if f.progress == Progress::OffCpu => {
+                    off_cpu += 1;
+                    let seen = self.slots[slot].off_cpu_at.replace(runs);
+                    newly_off += usize::from(seen != Some(runs));
+                }
+                Some(_) => on_cpu += 1,
+                None => {}
+            }
+        }
+        if started < awake.max(1) as u64 {
+            // By time: fewer calls started than workers are awake, so the
+            // ones that sat in a call all tick may be blocked.
+            off_cpu += unknown;
+        }
+        // Workers that make progress: awake and not off a CPU.
+        let runnable = awake - off_cpu;
+        let target = s.eager_workers.max(1) + self.spare(newly_off);
+        // Not one worker seen on a CPU, some blocked: a burst of sleeping
+        // calls (a boot), or, by time, a stall.
+        let none_computes = on_cpu == 0 && off_cpu > 0;
+        if runnable >= target && !none_computes {
+            // Enough workers run (or are preempted by other work, or are on
+            // their way): more threads would only compete for the CPUs.
+            // Look less often while none is blocked, or while more run
+            // than needed (one that blocks leaves no CPU idle).
+            let slack = runnable > target || (off_cpu == 0 && unknown == 0);
+            self.pace = if slack { (self.pace * 2).min(MAX_PACE) } else { 1 };
             return calm;
         }
-        // Stalled: a worker has sat in one call for a tick, or no worker is
-        // running a call at all (none started, or all blocked at the cap).
-        if !stuck {
-            return calm;
+        self.pace = 1;
+        let mut want = target.saturating_sub(runnable);
+        if none_computes {
+            // The awake ones double, those still starting or in a new call
+            // included: they are likely to block too.
+            want = want.max(awake);
         }
-        // Parked workers first (past the wake limit: one of the awake is
-        // stuck); new ones only once those asked for before have started (an
-        // executor may hold starts back).
+        let want = want.min(waiting);
+        // Parked workers first (past the wake limit: the awake ones are
+        // blocked); new ones only once those asked for before have started
+        // (an executor may hold starts back).
         let woken = self.wake_parked(want);
         let start_workers = if self.count(Phase::Starting) > 0 {
             0
@@ -569,7 +722,7 @@ mod tests {
         let mut p = PoolState::default();
         assert_eq!(p.reserve(s, n), n);
         while let Some(slot) = p.take_unstarted() {
-            p.started(slot, ());
+            p.started(slot, (), None);
             p.set_phase(slot, Phase::Parked);
         }
         p.assert_consistent();
@@ -603,7 +756,7 @@ mod tests {
         assert_eq!((a.start_workers, a.start_watchdog), (0, true));
         p.watchdog_started();
         // The first tick finds no worker running a call: a stall.
-        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0) else {
+        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0, None) else {
             panic!("left with a call queued");
         };
         assert!(stalled);
@@ -645,7 +798,7 @@ mod tests {
         assert_eq!(p.dispatch(&s, 3, FAN_OUT).woken, 0);
         // The first tick sees the worker start its call: not stuck.
         assert_eq!(
-            p.on_tick(&s, 3, 0),
+            p.on_tick(&s, 3, 0, None),
             Tick::Stay {
                 actions: Actions::default(),
                 stalled: false
@@ -653,7 +806,7 @@ mod tests {
         );
         // One tick later it is still in that call: the watchdog wakes
         // parked workers (doubling the awake ones).
-        let Tick::Stay { actions, stalled } = p.on_tick(&s, 3, 0) else {
+        let Tick::Stay { actions, stalled } = p.on_tick(&s, 3, 0, None) else {
             panic!()
         };
         assert!(stalled);
@@ -690,7 +843,7 @@ mod tests {
         assert_eq!(p.waiting_for_thread(2), 1);
         assert_eq!(p.dispatch(&s, 2, FAN_OUT).woken, 1);
         // A tick does not start more while a start is pending, but wakes.
-        let Tick::Stay { actions, .. } = p.on_tick(&s, 3, 0) else {
+        let Tick::Stay { actions, .. } = p.on_tick(&s, 3, 0, None) else {
             panic!()
         };
         assert_eq!(actions.start_workers, 0);
@@ -705,7 +858,7 @@ mod tests {
         assert!(p.start_refused(&s, slot, 1));
         assert_eq!((p.workers(), p.watchdog), (0, Watchdog::Requested));
         p.watchdog_started();
-        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0) else {
+        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0, None) else {
             panic!()
         };
         assert!(stalled);
@@ -745,7 +898,7 @@ mod tests {
         let mut p = PoolState::<()>::default();
         assert_eq!(p.reserve(&s, 2), 2);
         while let Some(slot) = p.take_unstarted() {
-            p.started(slot, ());
+            p.started(slot, (), None);
             run(&mut p, slot);
         }
         let (_, a) = p.on_block(&s, 0, 1);
@@ -761,28 +914,175 @@ mod tests {
         let mut p = PoolState::<()>::default();
         let _ = p.dispatch(&s, 1, FAN_OUT);
         let slot = p.take_unstarted().unwrap();
-        p.started(slot, ());
+        p.started(slot, (), None);
         run(&mut p, slot);
         let a = p.dispatch(&s, 1, FAN_OUT);
         assert!(a.start_watchdog);
         p.watchdog_started();
         // Progress this tick: calm.
         assert_eq!(
-            p.on_tick(&s, 1, 1),
+            p.on_tick(&s, 1, 1, None),
             Tick::Stay {
                 actions: Actions::default(),
                 stalled: false
             }
         );
         // No progress, the call still running a tick later: stalled.
-        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0) else {
+        let Tick::Stay { actions, stalled } = p.on_tick(&s, 1, 0, None) else {
             panic!()
         };
         assert!(stalled);
         assert_eq!(actions.start_workers, 1);
         // Nothing queued: the watchdog leaves.
-        assert_eq!(p.on_tick(&s, 0, 0), Tick::Leave);
+        assert_eq!(p.on_tick(&s, 0, 0, None), Tick::Leave);
         assert_eq!(p.watchdog, Watchdog::Off);
+    }
+
+    /// A pool of `n` workers started and each running a call (entered
+    /// once), with the watchdog running and a first tick behind it, so each
+    /// is stuck at the next tick.
+    fn busy_pool(s: &Settings, n: usize) -> PoolState<()> {
+        let mut p = PoolState::<()>::default();
+        assert_eq!(p.reserve(s, n), n);
+        while let Some(slot) = p.take_unstarted() {
+            p.started(slot, (), None);
+            run(&mut p, slot);
+        }
+        p.watchdog = Watchdog::Running;
+        assert!(matches!(p.on_tick(s, 0, 0, None), Tick::Leave));
+        p.watchdog = Watchdog::Running;
+        p
+    }
+
+    fn facts(progress: &[(usize, Progress)]) -> Vec<Fact> {
+        progress
+            .iter()
+            .map(|&(slot, progress)| Fact {
+                slot,
+                runs: 1,
+                progress,
+            })
+            .collect()
+    }
+
+    fn grows(tick: Tick) -> usize {
+        match tick {
+            Tick::Stay { actions, .. } => actions.woken + actions.start_workers,
+            Tick::Leave => panic!("left with calls queued"),
+        }
+    }
+
+    #[test]
+    fn workers_that_compute_get_no_company() {
+        // Two CPUs' worth of workers, each in one long call that computes,
+        // many calls queued, none started this tick: no growth, however
+        // long they compute (the time rule would add workers every tick).
+        let s = settings(64, 2, true);
+        let mut p = busy_pool(&s, 2);
+        for _ in 0..10 {
+            let on = facts(&[(0, Progress::OnCpu), (1, Progress::OnCpu)]);
+            assert_eq!(grows(p.on_tick(&s, 50, 0, Some(&on))), 0);
+        }
+        assert_eq!(p.workers(), 2);
+        // Looking less often, up to MAX_PACE ticks apart.
+        assert_eq!(p.pace(), MAX_PACE);
+    }
+
+    #[test]
+    fn a_worker_off_the_cpus_gets_one_in_its_place_at_once() {
+        let s = settings(64, 2, true);
+        let mut p = busy_pool(&s, 2);
+        let seen = facts(&[(0, Progress::OnCpu), (1, Progress::OffCpu)]);
+        // One blocked: one more, plus one spare since calls block.
+        assert_eq!(grows(p.on_tick(&s, 50, 0, Some(&seen))), 2);
+        assert_eq!(p.pace(), 1);
+        // The same block seen again is no new block: no more growth while
+        // the ones started are on their way.
+        assert_eq!(grows(p.on_tick(&s, 50, 0, Some(&seen))), 0);
+    }
+
+    #[test]
+    fn a_burst_of_blocking_calls_grows_faster_than_the_cpus() {
+        // A burst of sleeping calls (a boot): four workers newly blocked, so
+        // the CPUs' worth of runnable workers plus a spare for each of them
+        // (the next ones are likely to block too), at least doubling the
+        // pool per tick instead of growing by the CPUs.
+        let s = settings(64, 2, true);
+        let mut p = busy_pool(&s, 4);
+        let off = facts(&[
+            (0, Progress::OffCpu),
+            (1, Progress::OffCpu),
+            (2, Progress::OffCpu),
+            (3, Progress::OffCpu),
+        ]);
+        assert_eq!(grows(p.on_tick(&s, 50, 0, Some(&off))), 6);
+        // Never more than the calls waiting.
+        let mut p = busy_pool(&s, 4);
+        assert_eq!(grows(p.on_tick(&s, 3, 0, Some(&off))), 3);
+        // Nor past the cap.
+        let s = settings(5, 2, true);
+        let mut p = busy_pool(&s, 4);
+        assert_eq!(grows(p.on_tick(&s, 50, 0, Some(&off))), 1);
+    }
+
+    #[test]
+    fn a_mix_keeps_the_cpus_busy_and_covers_the_blocked() {
+        // Four workers: two compute, two sleep. Two CPUs are busy: nothing
+        // but the spare for calls that block.
+        let s = settings(64, 2, true);
+        let mut p = busy_pool(&s, 4);
+        let seen = facts(&[
+            (0, Progress::OnCpu),
+            (1, Progress::OffCpu),
+            (2, Progress::OnCpu),
+            (3, Progress::OffCpu),
+        ]);
+        assert_eq!(
+            grows(p.on_tick(&s, 50, 0, Some(&seen))),
+            2,
+            "spares for the two new blocks"
+        );
+        // Spares age out after SPARE_FOR ticks without a new block.
+        for _ in 0..SPARE_FOR * 2 {
+            let _ = p.on_tick(&s, 50, 0, Some(&seen));
+        }
+        assert_eq!(p.spare, 0);
+    }
+
+    #[test]
+    fn a_preempted_worker_is_no_blocked_one() {
+        // A worker preempted by other processes is runnable: the watchdog
+        // reports it on a CPU (base::os_thread), and nothing is added.
+        let s = settings(64, 1, true);
+        let mut p = busy_pool(&s, 1);
+        for _ in 0..5 {
+            assert_eq!(grows(p.on_tick(&s, 9, 0, Some(&facts(&[(0, Progress::OnCpu)])))), 0);
+        }
+    }
+
+    #[test]
+    fn without_facts_workers_are_judged_by_time() {
+        // The fallback (no way to look at threads, or ProgressSignal::Time):
+        // a worker in one call for a tick in which fewer calls started than
+        // workers are awake counts as blocked.
+        let s = settings(64, 2, true);
+        let mut p = busy_pool(&s, 2);
+        assert_eq!(grows(p.on_tick(&s, 50, 0, None)), 2);
+        // Calls started: busy, not stuck.
+        let mut p = busy_pool(&s, 2);
+        assert_eq!(grows(p.on_tick(&s, 50, 2, None)), 0);
+    }
+
+    #[test]
+    fn a_fact_about_a_call_the_worker_has_left_is_dropped() {
+        // The watchdog looked at worker 0 in its first call; it entered a
+        // second before the tick: the fact no longer applies, and by time
+        // the worker, not stuck, is running.
+        let s = settings(64, 1, true);
+        let mut p = busy_pool(&s, 1);
+        p.set_phase(0, Phase::Spinning);
+        run(&mut p, 0);
+        assert_eq!(grows(p.on_tick(&s, 5, 0, Some(&facts(&[(0, Progress::OffCpu)])))), 0);
     }
 
     #[test]

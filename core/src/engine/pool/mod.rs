@@ -9,6 +9,7 @@
 
 pub(crate) mod act;
 
+mod progress;
 mod wait;
 mod watchdog;
 mod worker;

@@ -150,7 +150,7 @@ fn spin_hint(shared: &Shared, st: &mut State, wait: &Wait) -> Option<Arc<DomainH
     let Scope::Domain(id) = wait.scope else {
         return None;
     };
-    if st.pool.spinning_threads() >= shared.config.pool.spinners {
+    if !st.pool.may_spin(&shared.config.pool) {
         return None;
     }
     let domain = st.domain(id);

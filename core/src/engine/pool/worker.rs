@@ -6,19 +6,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::act::{notify_woken, start_threads, start_unstarted};
+use crate::base::os_thread::OsThread;
 use crate::base::sync::{now, passed, spin_until_changed, within};
 use crate::engine::context;
 use crate::engine::observe;
 use crate::engine::run;
-use crate::engine::shared::Shared;
+use crate::engine::shared::{ProgressSignal, Shared};
 use crate::model::growth::{Phase, FAN_OUT, SHORT_CALL, SPIN_FOR};
 
 /// Worker `slot`'s thread.
 pub(crate) fn main(shared: Arc<Shared>, slot: usize) {
     let parker = context::thread_condvar();
+    // Read once, here: the watchdog looks at the thread by this name.
+    let thread = match shared.config.progress {
+        ProgressSignal::Auto => OsThread::current(),
+        _ => None,
+    };
     {
         let mut st = shared.lock();
-        st.pool.started(slot, parker.clone());
+        st.pool.started(slot, parker.clone(), thread.clone());
         st.counters.spawned += 1;
     }
     context::set_worker(shared.id(), slot);
@@ -50,7 +56,11 @@ pub(crate) fn main(shared: Arc<Shared>, slot: usize) {
                 start_threads(&shared, start);
             }
             let (domain, cookie) = (claimed.domain, claimed.cookie);
+            let in_call = thread.as_ref().inspect(|t| t.set_in_call(true));
             let finished = run::execute(&shared, claimed);
+            if let Some(t) = in_call {
+                t.set_in_call(false);
+            }
             // Its end is recorded in the critical section that claims the
             // next call: one lock per call.
             st = shared.lock();
@@ -67,7 +77,7 @@ pub(crate) fn main(shared: Arc<Shared>, slot: usize) {
         if st.shutdown {
             break;
         }
-        if spin_when_idle && st.pool.spinning_threads() < settings.spinners {
+        if spin_when_idle && st.pool.may_spin(settings) {
             st.pool.set_phase(slot, Phase::Spinning);
             let seen = shared.enqueued.load(std::sync::atomic::Ordering::Relaxed);
             drop(st);
