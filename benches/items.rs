@@ -52,7 +52,7 @@ impl Contenders {
     fn kasync_items(&mut self) {
         let domain = self.kasync.default_domain();
         let handles: Vec<_> = self.items.drain(..).map(|item| domain.submit(item)).collect();
-        for handle in handles {
+        for mut handle in handles {
             self.items.push(handle.wait().unwrap());
         }
     }

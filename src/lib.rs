@@ -49,7 +49,7 @@
 //!   no thread), or drop it to detach.
 //!
 //! ```
-//! let task = kasync::spawn(|_| "probe result".len());
+//! let mut task = kasync::spawn(|_| "probe result".len());
 //! assert_eq!(task.wait().unwrap(), 12);
 //! ```
 //!
@@ -61,7 +61,7 @@
 //! let rt = kasync::Runtime::builder().max_workers(1).build().unwrap();
 //! let (release, held) = std::sync::mpsc::channel::<()>();
 //! rt.schedule(move |_| held.recv().unwrap()); // keeps the only worker busy
-//! let task = rt.spawn(|_| unreachable!("cancelled before it ran"));
+//! let mut task = rt.spawn(|_| unreachable!("cancelled before it ran"));
 //! assert!(task.cancel());
 //! assert_eq!(task.wait(), Err(kasync::TaskError::Cancelled));
 //! release.send(()).unwrap();
@@ -135,10 +135,12 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 pub use kasync_core::executor;
+#[allow(deprecated)]
+pub use kasync_core::ItemScope;
 pub use kasync_core::{
     current_cookie, current_is_async, Barrier, BuildError, Builder, CallRecord, Cookie, Domain, Executor, Full, Item,
-    ItemScope, OrderedMap, Overflow, PanicReport, ProgressSignal, Runtime, Stats, Submitted, SyncError, Task,
-    TaskError, ThreadRecord, Timeline, WaitError, WaitRecord, Work,
+    JoinNext, OrderedMap, Overflow, PanicReport, ProgressSignal, Runtime, Scope, ScopedTask, Stats, Submitted,
+    SyncError, Task, TaskError, TaskSet, ThreadRecord, Timeline, UnorderedMap, WaitError, WaitRecord, Work,
 };
 
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();
@@ -206,7 +208,7 @@ where
 /// for its value; see [`Domain::spawn`].
 ///
 /// ```
-/// let task = kasync::spawn(|_| 6 * 7);
+/// let mut task = kasync::spawn(|_| 6 * 7);
 /// assert_eq!(task.wait().unwrap(), 42);
 /// ```
 pub fn spawn<F, T>(f: F) -> Task<T>

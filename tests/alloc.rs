@@ -201,7 +201,7 @@ fn count_spawn_waits(rt: &Runtime, domain: &kasync::Domain) -> usize {
         let (sum, allocations) = count(|| {
             let mut sum = 0u64;
             for i in 0..10_000u64 {
-                let task = domain.spawn(move |cookie| cookie.get() ^ i);
+                let mut task = domain.spawn(move |cookie| cookie.get() ^ i);
                 sum = sum.wrapping_add(task.wait().unwrap_or(0));
             }
             sum

@@ -106,7 +106,7 @@ fn how() -> impl Strategy<Value = How> {
     prop_oneof![Just(How::Help), Just(How::NoHelp), Just(How::Timeout), Just(How::Await)]
 }
 
-fn wait(barrier: Barrier, how: How) -> Result<(), SyncError> {
+fn wait(mut barrier: Barrier, how: How) -> Result<(), SyncError> {
     match how {
         How::Help => barrier.wait(),
         How::NoHelp => barrier.wait_no_help(),
@@ -838,7 +838,7 @@ impl Gate {
     }
 }
 
-fn wait_task(task: Task<usize>, how: How) -> Result<usize, TaskError> {
+fn wait_task(mut task: Task<usize>, how: How) -> Result<usize, TaskError> {
     match how {
         How::Help => task.wait(),
         How::NoHelp | How::Timeout => {
@@ -1101,7 +1101,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
             }
             Op::WaitHandle { pick } => {
                 if !handles.is_empty() {
-                    let (index, submitted) = handles.remove(pick % handles.len());
+                    let (index, mut submitted) = handles.remove(pick % handles.len());
                     model.check_handle(index, submitted.wait(), &records)?;
                 }
             }
@@ -1112,10 +1112,10 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     hold.release();
     let wait_handles =
         |model: &mut Model, handles: &mut Vec<(usize, Submitted<Probe>)>, tasks: &mut Vec<(usize, Task<usize>)>| {
-            for (index, submitted) in handles.drain(..) {
+            for (index, mut submitted) in handles.drain(..) {
                 model.check_handle(index, submitted.wait(), &records)?;
             }
-            for (index, task) in tasks.drain(..) {
+            for (index, mut task) in tasks.drain(..) {
                 model.check_task(index, task.wait(), &records)?;
             }
             Ok::<(), TestCaseError>(())

@@ -21,7 +21,7 @@ fn barriers_are_awaited_on_smol() {
     });
     smol::block_on(async {
         let barrier = domain.synchronize();
-        assert!(!barrier.is_done());
+        assert!(!barrier.is_finished());
         tx.send(()).await.unwrap();
         barrier.await.unwrap();
     });

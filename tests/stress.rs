@@ -130,7 +130,7 @@ impl Shared {
 
     /// Waits a barrier; a panic it reports must be a deliberate one, in
     /// `domain` (if given) and below `below`.
-    fn wait(&self, barrier: Barrier, how: How, what: &str, domain: Option<&str>, below: Option<Cookie>) {
+    fn wait(&self, mut barrier: Barrier, how: How, what: &str, domain: Option<&str>, below: Option<Cookie>) {
         self.barriers_started.fetch_add(1, Ordering::Relaxed);
         let result = match how {
             How::Help => barrier.wait(),
@@ -182,7 +182,7 @@ struct Tally {
     items: u64,
 }
 
-fn check_handle(shared: &Shared, submitted: Submitted<Probe>, panics: bool) {
+fn check_handle(shared: &Shared, mut submitted: Submitted<Probe>, panics: bool) {
     let cookie = submitted.cookie();
     let item = match submitted.wait() {
         Ok(item) if !panics => item,

@@ -44,7 +44,7 @@ async fn runtime_new_inside_tokio_picks_tokio_and_awaits_barriers() {
     });
     let second = domain.schedule(|_| {});
     let barrier = domain.synchronize_cookie(second);
-    assert!(!barrier.is_done());
+    assert!(!barrier.is_finished());
     tx.send(()).unwrap();
     barrier.await.unwrap();
     domain.synchronize().await.unwrap();

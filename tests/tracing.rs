@@ -79,7 +79,7 @@ impl Subscriber for Capture {
 impl Capture {
     fn use_kasync(&self) {
         if let Some(domain) = self.uses.get() {
-            let _ = domain.synchronize().is_done();
+            let _ = domain.synchronize().is_finished();
         }
     }
 }

@@ -111,10 +111,15 @@ mod loom_tests;
 
 pub use api::barrier::Barrier;
 pub use api::domain::Domain;
-pub use api::item::{ItemScope, Submitted, WaitError};
+pub use api::item::{Submitted, WaitError};
 pub use api::ordered::OrderedMap;
 pub use api::runtime::{Builder, Runtime, Stats};
+#[allow(deprecated)]
+pub use api::scope::ItemScope;
+pub use api::scope::{Scope, ScopedTask};
 pub use api::task::Task;
+pub use api::task_set::{JoinNext, TaskSet};
+pub use api::unordered::UnorderedMap;
 pub use base::cookie::Cookie;
 pub use base::error::{BuildError, Full, PanicReport, SyncError, TaskError};
 pub use base::executor::Executor;

@@ -32,7 +32,7 @@ impl ArcWake for LockingWaker {
 
 impl Drop for LockingWaker {
     fn drop(&mut self) {
-        let _ = self.domain.synchronize().is_done();
+        let _ = self.domain.synchronize().is_finished();
         self.gate.open();
     }
 }
@@ -115,7 +115,7 @@ pub fn an_observed_item_wait_outlives_its_domain(make: &MakeBuilder) {
     // Waits are labelled with their domain's name when recorded. An item's
     // handle does not keep its domain alive, so the label must not need it.
     let rt = make().record_timeline(true).build().unwrap();
-    let submitted = rt.domain("gone").submit(Item::new(Quick));
+    let mut submitted = rt.domain("gone").submit(Item::new(Quick));
     // The call ends, and its domain, held by nobody, goes away.
     rt.synchronize_full().wait().unwrap();
     assert!(submitted.wait().is_ok());

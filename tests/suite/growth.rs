@@ -178,7 +178,7 @@ pub fn cap_is_never_exceeded_and_idle_workers_shrink(make: &MakeBuilder) {
         let g = gate.clone();
         rt.schedule(move |_| g.wait());
     }
-    let full = rt.synchronize_full();
+    let mut full = rt.synchronize_full();
     gate.open();
     full.wait_no_help().unwrap();
     assert!(rt.stats().peak_workers <= 3);
@@ -302,7 +302,7 @@ pub fn stress_random_waits(make: &MakeBuilder) {
                     let how = rng.next() % 4;
                     let (ds, ran) = (domains.clone(), ran.clone());
                     domains[home].schedule(move |cookie: Cookie| {
-                        let barrier = ds[target].synchronize_cookie(cookie);
+                        let mut barrier = ds[target].synchronize_cookie(cookie);
                         match how {
                             0 => barrier.wait().unwrap(),
                             1 => barrier.wait_no_help().unwrap(),

@@ -55,7 +55,7 @@ pub fn submit_and_wait_give_the_same_box_back(make: &MakeBuilder) {
     let mut item = Item::new(Probe::new(&drops));
     let address = &**item as *const Probe;
     for round in 1..=5 {
-        let submitted = domain.submit(item);
+        let mut submitted = domain.submit(item);
         let cookie = submitted.cookie();
         item = submitted.wait().unwrap();
         assert_eq!(&**item as *const Probe, address, "the very same memory comes back");
@@ -82,11 +82,11 @@ pub fn items_share_cookies_domains_and_barriers_with_closures(make: &MakeBuilder
     let mut blocked = Probe::new(&drops);
     blocked.gate = Some(gate.clone());
     let c1 = domain.schedule(|_| {});
-    let submitted = domain.submit(Item::new(blocked));
+    let mut submitted = domain.submit(Item::new(blocked));
     let c3 = domain.schedule(|_| {});
     assert!(c1 < submitted.cookie() && submitted.cookie() < c3);
-    let barrier = domain.synchronize_cookie(c3);
-    assert!(!barrier.is_done(), "the item is still blocked on its gate");
+    let mut barrier = domain.synchronize_cookie(c3);
+    assert!(!barrier.is_finished(), "the item is still blocked on its gate");
     gate.open();
     barrier.wait().unwrap();
     let item = submitted.wait().unwrap();
@@ -99,7 +99,7 @@ pub fn panicking_item_comes_back_with_the_panic(make: &MakeBuilder) {
     let drops = Arc::new(AtomicUsize::new(0));
     let mut probe = Probe::new(&drops);
     probe.panic = true;
-    let submitted = rt.default_domain().submit(Item::new(probe));
+    let mut submitted = rt.default_domain().submit(Item::new(probe));
     let cookie = submitted.cookie();
     match submitted.wait() {
         Err(WaitError::Panicked { item, report }) => {
@@ -227,7 +227,7 @@ pub fn items_follow_the_growth_rule_with_one_worker(make: &MakeBuilder) {
         .collect();
     // Waiting on the last one helps with everything before it.
     let cookies: Vec<_> = handles.iter().map(|h| h.cookie()).collect();
-    for handle in handles.into_iter().rev() {
+    for mut handle in handles.into_iter().rev() {
         handle.wait().unwrap();
     }
     assert_eq!(*order.lock().unwrap(), cookies);
@@ -299,8 +299,8 @@ pub fn a_barrier_waiting_when_an_item_panics_leaves_it_to_the_handle(make: &Make
     probe.panic = true;
     probe.gate = Some(gate.clone());
     let domain = rt.domain("both");
-    let submitted = domain.submit(Item::new(probe));
-    let barrier = domain.synchronize();
+    let mut submitted = domain.submit(Item::new(probe));
+    let mut barrier = domain.synchronize();
     gate.open();
     // The handle delivers the panic, and only the handle.
     assert_eq!(barrier.wait_no_help(), Ok(()));
@@ -311,7 +311,7 @@ pub fn a_barrier_waiting_when_an_item_panics_leaves_it_to_the_handle(make: &Make
     let gate = Gate::new();
     probe.gate = Some(gate.clone());
     domain.submit_detached(Item::new(probe));
-    let barrier = domain.synchronize();
+    let mut barrier = domain.synchronize();
     gate.open();
     assert!(matches!(barrier.wait_no_help(), Err(SyncError::Panicked(_))));
 }

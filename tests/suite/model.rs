@@ -79,7 +79,7 @@ pub fn exclusive_domain_is_not_covered_by_synchronize_full(make: &MakeBuilder) {
     exclusive.schedule(move |_| g.wait());
     // Returns although the exclusive call is still blocked on its gate.
     rt.synchronize_full().wait_no_help().unwrap();
-    assert!(!exclusive.synchronize().is_done());
+    assert!(!exclusive.synchronize().is_finished());
     gate.open();
     exclusive.synchronize().wait().unwrap();
 }
@@ -92,11 +92,11 @@ pub fn registered_domains_are_covered_by_synchronize_full(make: &MakeBuilder) {
     let gate = Gate::new();
     let g = gate.clone();
     registered.schedule(move |_| g.wait());
-    let barrier = rt.synchronize_full();
-    assert!(!barrier.is_done());
+    let mut barrier = rt.synchronize_full();
+    assert!(!barrier.is_finished());
     gate.open();
     barrier.wait().unwrap();
-    assert!(registered.synchronize().is_done());
+    assert!(registered.synchronize().is_finished());
 }
 
 pub fn unregistered_domain_is_no_longer_covered(make: &MakeBuilder) {
@@ -105,13 +105,13 @@ pub fn unregistered_domain_is_no_longer_covered(make: &MakeBuilder) {
     let gate = Gate::new();
     let g = gate.clone();
     domain.schedule(move |_| g.wait());
-    let full = rt.synchronize_full();
-    assert!(!full.is_done());
+    let mut full = rt.synchronize_full();
+    assert!(!full.is_finished());
     domain.unregister();
     assert!(!domain.is_registered());
     // The waiting barrier no longer waits for the unregistered domain.
     full.wait_no_help().unwrap();
-    assert!(!domain.synchronize().is_done());
+    assert!(!domain.synchronize().is_finished());
     gate.open();
     domain.synchronize().wait().unwrap();
 }
@@ -128,8 +128,8 @@ pub fn synchronize_cookie_waits_only_for_earlier_calls(make: &MakeBuilder) {
         g2.wait();
         done.store(true, Ordering::SeqCst);
     });
-    let barrier = domain.synchronize_cookie(second);
-    assert!(!barrier.is_done(), "the first call is still blocked");
+    let mut barrier = domain.synchronize_cookie(second);
+    assert!(!barrier.is_finished(), "the first call is still blocked");
     first_gate.open();
     barrier.wait().unwrap();
     assert!(
@@ -140,7 +140,7 @@ pub fn synchronize_cookie_waits_only_for_earlier_calls(make: &MakeBuilder) {
     domain.synchronize().wait().unwrap();
     assert!(second_done.load(Ordering::SeqCst));
     // A barrier on a cookie nothing precedes is done at once.
-    assert!(domain.synchronize_cookie(Cookie::FIRST).is_done());
+    assert!(domain.synchronize_cookie(Cookie::FIRST).is_finished());
 }
 
 pub fn synchronize_waits_for_calls_scheduled_while_waiting(make: &MakeBuilder) {
@@ -196,7 +196,7 @@ pub fn barrier_is_a_future(make: &MakeBuilder) {
         rt.synchronize_full().await.unwrap();
     });
     opener.join().unwrap();
-    assert!(domain.synchronize_cookie(cookie).is_done());
+    assert!(domain.synchronize_cookie(cookie).is_finished());
 }
 
 pub fn only_satisfied_waiters_are_woken(make: &MakeBuilder) {
@@ -314,9 +314,9 @@ pub fn panic_is_reported_by_every_waiting_barrier_once(make: &MakeBuilder) {
     let other = domain.schedule(|_| panic!("second"));
     let b1 = domain.synchronize();
     let b2 = rt.synchronize_full();
-    let b3 = domain.synchronize_cookie(bad); // does not cover `bad`
+    let mut b3 = domain.synchronize_cookie(bad); // does not cover `bad`
     gate.open();
-    for barrier in [b1, b2] {
+    for mut barrier in [b1, b2] {
         match barrier.wait_no_help() {
             Err(SyncError::Panicked(r)) => {
                 assert_eq!(r.cookie(), bad);
@@ -565,8 +565,8 @@ pub fn async_calls_run_and_count_as_calls(make: &MakeBuilder) {
     let gate = Gate::new();
     let g = gate.clone();
     let blocked = domain.schedule_async(move |_| async move { g.wait() });
-    let barrier = domain.synchronize();
-    assert!(!barrier.is_done());
+    let mut barrier = domain.synchronize();
+    assert!(!barrier.is_finished());
     gate.open();
     barrier.wait().unwrap();
     drop(tx);

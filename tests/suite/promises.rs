@@ -406,7 +406,7 @@ impl ArcWake for LocksOnDrop {
 impl Drop for LocksOnDrop {
     fn drop(&mut self) {
         let _ = self.domain.is_registered();
-        let _ = self.domain.synchronize().is_done();
+        let _ = self.domain.synchronize().is_finished();
     }
 }
 

@@ -51,7 +51,7 @@ pub fn task_cancel_dropping_the_last_runtime_does_not_hang(make: &MakeBuilder) {
     let (rt, hold) = held_runtime(make);
     let rt = Arc::new(rt);
     let owner = OwnsRuntime(Some(rt.clone()));
-    let task = rt.spawn(move |_| drop(owner));
+    let mut task = rt.spawn(move |_| drop(owner));
     drop(rt); // the closure now owns the last handle
     let cancelled = returns_within_hang(move || {
         let cancelled = task.cancel();
@@ -164,7 +164,7 @@ pub fn a_panic_dropping_a_cancelled_closure_is_reported(make: &MakeBuilder) {
     let (rt, hold) = held_runtime(make);
     let domain = rt.domain("drop-panics");
     let bomb = PanicsWhenDropped;
-    let task = domain.spawn(move |_| drop(bomb));
+    let mut task = domain.spawn(move |_| drop(bomb));
     let cookie = task.cookie();
     assert!(task.cancel());
     assert_eq!(task.wait(), Err(TaskError::Cancelled));
@@ -194,7 +194,7 @@ fn parents_wait_on_their_children(make: &MakeBuilder, parents: usize, depth: Opt
     for p in 0..parents {
         let (d, done) = (domain.clone(), done.clone());
         domain.schedule(move |_| {
-            let child: Task<usize> = d.spawn(move |_| p);
+            let mut child: Task<usize> = d.spawn(move |_| p);
             assert_eq!(child.wait(), Ok(p));
             done.fetch_add(1, Ordering::SeqCst);
         });
@@ -238,7 +238,7 @@ pub fn parents_waiting_on_their_items_finish_with_one_worker(make: &MakeBuilder)
     for _ in 0..5 {
         let (d, done) = (domain.clone(), done.clone());
         domain.schedule(move |_| {
-            let submitted = d.submit(Item::new(Child(0)));
+            let mut submitted = d.submit(Item::new(Child(0)));
             let cookie = submitted.cookie();
             let child = submitted.wait().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(child.0, cookie.get());
@@ -285,7 +285,7 @@ pub fn a_task_wait_does_not_stack_unrelated_calls(make: &MakeBuilder) {
     let domain = rt.domain("stack");
     let d = domain.clone();
     domain.schedule(move |_| {
-        let y = d.spawn(|_| ());
+        let mut y = d.spawn(|_| ());
         y.wait().unwrap();
     });
     let (w_tx, w_rx) = mpsc::channel();
@@ -315,10 +315,10 @@ fn until_finished<T: Send + 'static>(task: &Task<T>) {
 pub fn a_task_panic_taken_by_its_task_is_not_reported_by_an_earlier_made_barrier(make: &MakeBuilder) {
     let rt = make().build().unwrap();
     let domain = rt.domain("once");
-    let task = domain.spawn(|_| -> u8 { panic!("once only") });
+    let mut task = domain.spawn(|_| -> u8 { panic!("once only") });
     until_finished(&task);
-    let barrier = domain.synchronize();
-    let full = rt.synchronize_full();
+    let mut barrier = domain.synchronize();
+    let mut full = rt.synchronize_full();
     assert!(matches!(task.wait(), Err(TaskError::Panicked(_))));
     assert_eq!(
         barrier.wait_timeout(HANG),
@@ -334,7 +334,7 @@ pub fn a_task_panic_taken_by_its_task_is_not_reported_by_an_earlier_made_barrier
 pub fn a_task_panic_goes_to_its_task_not_to_barriers(make: &MakeBuilder) {
     let rt = make().build().unwrap();
     let domain = rt.domain("handle");
-    let task = domain.spawn(|_| -> u8 { panic!("for the handle") });
+    let mut task = domain.spawn(|_| -> u8 { panic!("for the handle") });
     until_finished(&task);
     assert_eq!(domain.synchronize().wait_timeout(HANG), Ok(()));
     assert_eq!(rt.synchronize_full().wait_timeout(HANG), Ok(()));
@@ -347,11 +347,11 @@ pub fn a_task_panic_goes_to_its_task_not_to_barriers(make: &MakeBuilder) {
     let gate = Gate::new();
     let _release = OpenOnDrop(gate.clone());
     let g = gate.clone();
-    let task = domain.spawn(move |_| -> u8 {
+    let mut task = domain.spawn(move |_| -> u8 {
         g.wait();
         panic!("while watched")
     });
-    let barrier = domain.synchronize();
+    let mut barrier = domain.synchronize();
     gate.open();
     assert_eq!(barrier.wait_no_help(), Ok(()));
     assert!(matches!(task.wait(), Err(TaskError::Panicked(_))));
@@ -383,8 +383,8 @@ pub fn a_panic_left_in_a_dropped_handle_is_reported_by_barriers(make: &MakeBuild
             panic!("item left behind");
         }
     }
-    let submitted = domain.submit(Item::new(Boom));
-    let barrier = domain.synchronize();
+    let mut submitted = domain.submit(Item::new(Boom));
+    let mut barrier = domain.synchronize();
     let cookie = submitted.cookie();
     // Taken by its handle: the barrier made before does not report it.
     match submitted.wait() {
@@ -410,7 +410,7 @@ pub fn a_helped_async_call_awaiting_a_queued_call_does_not_trap_its_helper(make:
         r.fetch_add(1, Ordering::SeqCst);
     });
     let b = b_domain.clone();
-    let a = rt
+    let mut a = rt
         .domain("a")
         .spawn_async(move |_| async move { b.synchronize().await });
     let waited = returns_within_hang(move || a.wait());
@@ -431,7 +431,7 @@ pub fn a_helped_async_call_awaiting_a_queued_task_does_not_trap_its_helper(make:
     let (rt, hold) = held_runtime(make);
     let domain = rt.domain("a");
     let d = domain.clone();
-    let a = domain.spawn_async(move |_| async move {
+    let mut a = domain.spawn_async(move |_| async move {
         let b = d.spawn(|cookie| cookie.get());
         let cookie = b.cookie();
         (cookie.get(), b.await)
@@ -463,16 +463,18 @@ pub fn waiting_on_an_items_own_handle_would_deadlock(make: &MakeBuilder) {
         fn run(&mut self, cookie: Cookie) {
             self.ready.wait();
             let handle = self.handle.lock().unwrap().take();
-            let result = match handle.map(kasync::Submitted::wait) {
-                Some(Err(WaitError::WouldDeadlock { waiter, submitted })) => {
-                    // The handle comes back, still this call's: dropping it
-                    // detaches the item.
-                    assert_eq!(submitted.cookie(), cookie);
-                    drop(submitted);
-                    Ok(waiter)
-                }
-                Some(Err(other)) => Err(format!("unexpected {other}")),
-                Some(Ok(_)) => Err("unexpected Ok".to_owned()),
+            let result = match handle {
+                Some(mut handle) => match handle.wait() {
+                    Err(WaitError::WouldDeadlock { waiter }) => {
+                        // The handle is still waitable, and still this
+                        // call's: dropping it detaches the item.
+                        assert_eq!(handle.cookie(), cookie);
+                        drop(handle);
+                        Ok(waiter)
+                    }
+                    Err(other) => Err(format!("unexpected {other}")),
+                    Ok(_) => Err("unexpected Ok".to_owned()),
+                },
                 None => Err("no handle".to_owned()),
             };
             let _ = self

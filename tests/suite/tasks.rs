@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::task::waker;
 use futures::StreamExt;
-use kasync::{Cookie, Item, PanicReport, SyncError, Task, TaskError, WaitError, Work};
+use kasync::{Cookie, Item, SyncError, Task, TaskError, WaitError, Work};
 
 use super::gate::{hold_a_worker, leak_and_fail, panic_text, CountingWaker, Gate, OpenOnDrop, HANG};
 use super::MakeBuilder;
@@ -91,7 +91,7 @@ pub fn spawn_returns_values_and_takes_the_next_cookie(make: &MakeBuilder) {
         last = scheduled.get();
         tasks.push(task);
     }
-    for (i, task) in tasks.into_iter().enumerate() {
+    for (i, mut task) in tasks.into_iter().enumerate() {
         let cookie = task.cookie();
         assert_eq!(task.wait(), Ok((i as u64 * 3, cookie, Some(cookie))), "task {i}");
     }
@@ -107,26 +107,26 @@ pub fn a_spawned_call_is_covered_by_barriers(make: &MakeBuilder) {
     let _release = OpenOnDrop(gate.clone());
     let (started_tx, started_rx) = mpsc::channel();
     let g = gate.clone();
-    let task = domain.spawn(move |_| {
+    let mut task = domain.spawn(move |_| {
         started_tx.send(()).unwrap();
         g.wait();
         42u32
     });
     let after = domain.schedule(|_| {});
-    let default_task = rt.spawn(|cookie| cookie);
+    let mut default_task = rt.spawn(|cookie| cookie);
     assert!(task.cookie() < after);
     started_rx.recv_timeout(HANG).expect("the task started");
-    let by_cookie = domain.synchronize_cookie(after);
-    let whole = domain.synchronize();
-    let full = rt.synchronize_full();
+    let mut by_cookie = domain.synchronize_cookie(after);
+    let mut whole = domain.synchronize();
+    let mut full = rt.synchronize_full();
     assert!(
-        !by_cookie.is_done(),
+        !by_cookie.is_finished(),
         "synchronize_cookie must wait for the running task"
     );
-    assert!(!whole.is_done(), "synchronize must wait for the running task");
-    assert!(!full.is_done(), "synchronize_full must wait for the running task");
+    assert!(!whole.is_finished(), "synchronize must wait for the running task");
+    assert!(!full.is_finished(), "synchronize_full must wait for the running task");
     assert!(
-        domain.synchronize_cookie(task.cookie()).is_done(),
+        domain.synchronize_cookie(task.cookie()).is_finished(),
         "nothing precedes the task"
     );
     assert!(!task.is_finished());
@@ -153,8 +153,8 @@ pub fn wait_runs_the_task_on_the_waiter_when_no_worker_is_free(make: &MakeBuilde
     let rt = make().max_workers(1).build().unwrap();
     let _release = hold_a_worker(&rt);
     let domain = rt.domain("helped");
-    let first = domain.spawn(|cookie| (thread::current().id(), cookie));
-    let second = domain.spawn(|cookie| (thread::current().id(), cookie));
+    let mut first = domain.spawn(|cookie| (thread::current().id(), cookie));
+    let mut second = domain.spawn(|cookie| (thread::current().id(), cookie));
     let (c1, c2) = (first.cookie(), second.cookie());
     assert_eq!(second.wait(), Ok((thread::current().id(), c2)));
     assert!(!first.is_finished(), "a task wait ran an earlier, unrelated call");
@@ -168,12 +168,12 @@ pub fn spawn_async_returns_values(make: &MakeBuilder) {
     let name = rt.executor_name();
     let domain = rt.domain("async-values");
     // Ready at once.
-    let ready = domain.spawn_async(|cookie| async move { futures::future::ready(cookie.get() * 2).await });
+    let mut ready = domain.spawn_async(|cookie| async move { futures::future::ready(cookie.get() * 2).await });
     let cookie = ready.cookie();
     assert_eq!(ready.wait(), Ok(cookie.get() * 2), "on {name}");
     // Pending until the test sends, on an executor-neutral channel.
     let (tx, rx) = futures::channel::oneshot::channel::<String>();
-    let pending = domain.spawn_async(move |cookie| async move {
+    let mut pending = domain.spawn_async(move |cookie| async move {
         let got = rx.await.unwrap();
         (got, cookie, kasync::current_cookie())
     });
@@ -199,16 +199,16 @@ pub fn spawn_async_returns_values(make: &MakeBuilder) {
             }
         })
         .collect();
-    let values: Vec<usize> = tasks.into_iter().map(|t| t.wait().unwrap()).collect();
+    let values: Vec<usize> = tasks.into_iter().map(|mut t| t.wait().unwrap()).collect();
     assert_eq!(values, (0..20).collect::<Vec<_>>());
     assert_eq!(domain.synchronize().wait_timeout(HANG), Ok(()));
 }
 
 pub fn the_global_runtime_spawns(_make: &MakeBuilder) {
-    let task = kasync::spawn(|cookie| cookie.get() + 1);
+    let mut task = kasync::spawn(|cookie| cookie.get() + 1);
     let cookie = task.cookie();
     assert_eq!(task.wait(), Ok(cookie.get() + 1));
-    let task = kasync::spawn_async(|cookie| async move { cookie });
+    let mut task = kasync::spawn_async(|cookie| async move { cookie });
     let cookie = task.cookie();
     assert_eq!(task.wait(), Ok(cookie));
 }
@@ -218,7 +218,7 @@ pub fn the_global_runtime_spawns(_make: &MakeBuilder) {
 pub fn a_task_panic_is_delivered_to_its_task_once(make: &MakeBuilder) {
     let rt = make().build().unwrap();
     let domain = rt.domain("panics");
-    let task = domain.spawn(|_| -> u32 { panic!("task boom") });
+    let mut task = domain.spawn(|_| -> u32 { panic!("task boom") });
     let cookie = task.cookie();
     let err = task.wait().unwrap_err();
     match &err {
@@ -235,7 +235,7 @@ pub fn a_task_panic_is_delivered_to_its_task_once(make: &MakeBuilder) {
     assert_eq!(domain.synchronize().wait_timeout(HANG), Ok(()));
     assert_eq!(rt.synchronize_full().wait_timeout(HANG), Ok(()));
     // Async calls likewise.
-    let task = domain.spawn_async(|_| async { fail::<u32>("async task boom") });
+    let mut task = domain.spawn_async(|_| async { fail::<u32>("async task boom") });
     let cookie = task.cookie();
     match task.wait() {
         Err(TaskError::Panicked(report)) => {
@@ -247,7 +247,7 @@ pub fn a_task_panic_is_delivered_to_its_task_once(make: &MakeBuilder) {
     assert_eq!(domain.synchronize().wait_timeout(HANG), Ok(()));
     // A barrier over a panicking task and a panicking closure reports only
     // the closure's once the task has delivered its own.
-    let task = domain.spawn(|_| -> u32 { panic!("delivered") });
+    let mut task = domain.spawn(|_| -> u32 { panic!("delivered") });
     let closure = domain.schedule(|_| panic!("not delivered"));
     assert!(matches!(task.wait(), Err(TaskError::Panicked(_))));
     match domain.synchronize().wait_timeout(HANG) {
@@ -305,13 +305,13 @@ pub fn cancel_before_start_never_runs_and_drops_the_closure_once(make: &MakeBuil
     let ran = Arc::new(AtomicUsize::new(0));
     let drops = Arc::new(AtomicUsize::new(0));
     let (probe, r) = (DropCount(drops.clone()), ran.clone());
-    let task = domain.spawn(move |_| {
+    let mut task = domain.spawn(move |_| {
         let _probe = &probe;
         r.fetch_add(1, Ordering::SeqCst);
         7u32
     });
     let (probe, r) = (DropCount(drops.clone()), ran.clone());
-    let async_task = domain.spawn_async(move |_| {
+    let mut async_task = domain.spawn_async(move |_| {
         let probe = probe;
         async move {
             let _probe = probe;
@@ -338,7 +338,7 @@ pub fn cancel_before_start_never_runs_and_drops_the_closure_once(make: &MakeBuil
     assert_eq!(rt.synchronize_full().wait_timeout(HANG), Ok(()));
     assert!(domain
         .synchronize_cookie(Cookie::new(after.get() + 1).unwrap())
-        .is_done());
+        .is_finished());
     drop(rt);
     assert_eq!(ran.load(Ordering::SeqCst), 0, "a cancelled call ran");
     assert_eq!(drops.load(Ordering::SeqCst), 2, "each closure is dropped exactly once");
@@ -358,7 +358,7 @@ pub fn cancel_after_start_or_finish_returns_false(make: &MakeBuilder) {
     let _release = OpenOnDrop(gate.clone());
     let (started_tx, started_rx) = mpsc::channel();
     let g = gate.clone();
-    let task = domain.spawn(move |_| {
+    let mut task = domain.spawn(move |_| {
         started_tx.send(()).unwrap();
         g.wait();
         "ran"
@@ -371,7 +371,7 @@ pub fn cancel_after_start_or_finish_returns_false(make: &MakeBuilder) {
     // A running async call.
     let (started_tx, started_rx) = mpsc::channel();
     let (go_tx, go_rx) = futures::channel::oneshot::channel::<u32>();
-    let task = domain.spawn_async(move |_| async move {
+    let mut task = domain.spawn_async(move |_| async move {
         started_tx.send(()).unwrap();
         go_rx.await.unwrap() + 1
     });
@@ -380,7 +380,7 @@ pub fn cancel_after_start_or_finish_returns_false(make: &MakeBuilder) {
     go_tx.send(41).unwrap();
     assert_eq!(task.wait(), Ok(42));
     // Finished.
-    let task = domain.spawn(|_| 5);
+    let mut task = domain.spawn(|_| 5);
     assert_eq!(domain.synchronize().wait_timeout(HANG), Ok(()));
     assert!(task.is_finished());
     assert!(!task.cancel(), "a finished call cannot be cancelled");
@@ -443,8 +443,8 @@ pub fn domain_cancel_cancels_every_queued_call_of_the_domain(make: &MakeBuilder)
     // items: nine queued calls.
     domain.schedule(closure(&ran, &drops));
     domain.schedule_async(async_closure(&ran, &drops));
-    let task = domain.spawn(closure(&ran, &drops));
-    let async_task = domain.spawn_async(async_closure(&ran, &drops));
+    let mut task = domain.spawn(closure(&ran, &drops));
+    let mut async_task = domain.spawn_async(async_closure(&ran, &drops));
     let submitted: Vec<_> = (0..2).map(|_| domain.submit(Probe::new(&ran, &drops))).collect();
     for _ in 0..2 {
         domain.submit_detached(Probe::new(&ran, &drops));
@@ -452,7 +452,7 @@ pub fn domain_cancel_cancels_every_queued_call_of_the_domain(make: &MakeBuilder)
     domain.schedule(closure(&ran, &drops));
     // Another domain's queued call is not cancelled.
     let (other_ran, other_drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let other_task = other.spawn(closure(&other_ran, &other_drops));
+    let mut other_task = other.spawn(closure(&other_ran, &other_drops));
     assert_eq!(domain.cancel(), 9, "every queued call of the domain");
     assert_eq!(domain.cancel(), 0, "nothing is left to cancel");
     // Counts as finished for every barrier, without a worker or helping.
@@ -461,7 +461,7 @@ pub fn domain_cancel_cancels_every_queued_call_of_the_domain(make: &MakeBuilder)
     let dropped_by_cancel = drops.load(Ordering::SeqCst);
     assert_eq!(task.wait(), Err(TaskError::Cancelled));
     assert_eq!(async_task.wait(), Err(TaskError::Cancelled));
-    for submitted in submitted {
+    for mut submitted in submitted {
         match submitted.wait() {
             Err(WaitError::Cancelled { item }) => {
                 assert_eq!(item.runs, 0);
@@ -478,7 +478,7 @@ pub fn domain_cancel_cancels_every_queued_call_of_the_domain(make: &MakeBuilder)
     assert_eq!(domain.spawn(|_| 3).wait(), Ok(3));
     let (tx, rx) = mpsc::channel();
     domain.schedule(move |_| tx.send(()).unwrap());
-    let returned = domain.submit(Probe::new(
+    let mut returned = domain.submit(Probe::new(
         &Arc::new(AtomicUsize::new(0)),
         &Arc::new(AtomicUsize::new(0)),
     ));
@@ -645,7 +645,7 @@ pub fn dropping_a_task_detaches_it(make: &MakeBuilder) {
     // Taken once, never again.
     let values = Arc::new(AtomicUsize::new(0));
     let v = values.clone();
-    let task = domain.spawn(move |_| Value(v));
+    let mut task = domain.spawn(move |_| Value(v));
     let value = task.wait().unwrap();
     assert_eq!(values.load(Ordering::SeqCst), 0);
     drop(value);
@@ -713,7 +713,7 @@ pub fn waiting_on_a_task_from_inside_its_own_call_would_deadlock(make: &MakeBuil
     let (task_tx, task_rx) = mpsc::channel::<Task<u32>>();
     let (result_tx, result_rx) = mpsc::channel();
     let task = domain.spawn(move |_| {
-        let me = task_rx.recv().unwrap();
+        let mut me = task_rx.recv().unwrap();
         result_tx.send(me.wait()).unwrap();
         5
     });
@@ -795,7 +795,7 @@ impl<I: Iterator> Iterator for Counted<I> {
     }
 }
 
-fn ok_range(n: usize, f: impl Fn(usize) -> usize) -> Vec<Result<usize, PanicReport>> {
+fn ok_range(n: usize, f: impl Fn(usize) -> usize) -> Vec<Result<usize, TaskError>> {
     (0..n).map(|i| Ok(f(i))).collect()
 }
 
@@ -903,10 +903,11 @@ pub fn map_ordered_yields_panics_in_place(make: &MakeBuilder) {
     for (i, result) in results.iter().enumerate() {
         if i % 7 == 3 {
             match result {
-                Err(report) => {
+                Err(TaskError::Panicked(report)) => {
                     assert_eq!(report.message(), format!("input {i} failed"));
                     assert_eq!(report.domain(), "map-panics");
                 }
+                Err(other) => panic!("input {i}: {other}"),
                 Ok(v) => panic!("input {i} panicked, got Ok({v})"),
             }
         } else {
@@ -947,7 +948,12 @@ pub fn map_ordered_stream_and_iterator_give_the_same_results(make: &MakeBuilder)
         thread::sleep(Duration::from_micros((i as u64 * 37) % 700));
         i * 3
     };
-    let plain = |r: Result<usize, PanicReport>| r.map_err(|report| report.message().to_owned());
+    let plain = |r: Result<usize, TaskError>| {
+        r.map_err(|error| match error {
+            TaskError::Panicked(report) => report.message().to_owned(),
+            other => other.to_string(),
+        })
+    };
     let iterated: Vec<_> = domain.map_ordered(0..64usize, 5, work).map(plain).collect();
     fn send_unpin<S: Send + Unpin>(s: S) -> S {
         s

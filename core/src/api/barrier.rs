@@ -96,11 +96,17 @@ impl Barrier {
     }
 
     /// Whether the barrier's calls have all finished, without waiting.
-    pub fn is_done(&self) -> bool {
+    pub fn is_finished(&self) -> bool {
         match self.waiter {
             Some(id) => self.shared.lock().waiter_done(id),
             None => true,
         }
+    }
+
+    /// Former name of [`Barrier::is_finished`].
+    #[deprecated(since = "0.2.0", note = "renamed `is_finished`, as on `Task` and `Submitted`")]
+    pub fn is_done(&self) -> bool {
+        self.is_finished()
     }
 
     /// Blocks until the barrier's calls have finished, running queued calls
@@ -110,21 +116,23 @@ impl Barrier {
     /// Returns [`SyncError::Panicked`] if a covered call panicked,
     /// [`SyncError::WouldDeadlock`] at once if the barrier covers a call
     /// running on this very thread, and [`SyncError::BlockingNotAllowed`]
-    /// where blocking would stall an async runtime (`.await` there instead).
-    pub fn wait(self) -> Result<(), SyncError> {
+    /// where blocking would stall an async runtime (`.await` there
+    /// instead). After `Ok` or `Panicked`, waiting again returns the same
+    /// result at once; after any other error the barrier is still waitable.
+    pub fn wait(&mut self) -> Result<(), SyncError> {
         self.block(true, None)
     }
 
     /// Like [`Barrier::wait`], but never runs calls on this thread: for
     /// callers that hold locks a scheduled call might need.
-    pub fn wait_no_help(self) -> Result<(), SyncError> {
+    pub fn wait_no_help(&mut self) -> Result<(), SyncError> {
         self.block(false, None)
     }
 
     /// Like [`Barrier::wait_no_help`], giving up with [`SyncError::TimedOut`]
     /// after `timeout`. It does not help, so it returns on time; the calls
-    /// keep running after a timeout.
-    pub fn wait_timeout(self, timeout: Duration) -> Result<(), SyncError> {
+    /// keep running after a timeout, and the barrier is still waitable.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<(), SyncError> {
         let deadline = now().checked_add(timeout);
         self.block(false, deadline)
     }
@@ -137,9 +145,11 @@ impl Barrier {
         })
     }
 
-    /// Records the barrier's result. An error other than a panic leaves
-    /// the registration in place; it is removed here, and dropped (it may
-    /// hold a waker: foreign code) after the lock is released.
+    /// Records the barrier's result: `Ok` and a panic are final (the
+    /// waiter is gone, the result kept for later waits and polls). Any
+    /// other error leaves the barrier waitable: only this wait's wake-up is
+    /// taken back, and dropped (it may hold a waker: foreign code) after the
+    /// lock is released.
     fn finish(
         &mut self,
         mut st: MutexGuard<'_, State>,
@@ -147,32 +157,29 @@ impl Barrier {
         result: Result<(), SyncError>,
     ) -> Result<(), SyncError> {
         let registration = match &result {
-            Ok(()) | Err(SyncError::Panicked(_)) => Wake::Nobody,
-            Err(_) => st.remove_waiter(id),
+            Ok(()) | Err(SyncError::Panicked(_)) => {
+                self.waiter = None;
+                self.result = Some(result.clone());
+                Wake::Nobody
+            }
+            Err(_) => st.set_wake(id, Wake::Nobody, false),
         };
-        self.waiter = None;
-        self.result = Some(result.clone());
         drop(st);
         drop(registration);
         result
     }
 
-    fn block(mut self, help: bool, deadline: Option<Instant>) -> Result<(), SyncError> {
+    fn block(&mut self, help: bool, deadline: Option<Instant>) -> Result<(), SyncError> {
         let shared = self.shared.clone();
         // Kasync's own workers may always block; elsewhere the adapter says.
         // Asked first, even if the barrier is done, so the answer does not
         // depend on timing.
         let permission = blocking_permission(&shared);
         if let Blocking::Forbidden(reason) = permission {
-            let error = SyncError::BlockingNotAllowed {
+            return Err(SyncError::BlockingNotAllowed {
                 executor: shared.executor.name(),
                 reason,
-            };
-            if let Some(id) = self.waiter.take() {
-                let registration = shared.lock().remove_waiter(id);
-                drop(registration);
-            }
-            return Err(error);
+            });
         }
         let Some(id) = self.waiter else {
             return self.result.clone().unwrap_or(Ok(()));
@@ -288,6 +295,8 @@ impl Drop for Barrier {
 
 impl fmt::Debug for Barrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Barrier").field("done", &self.is_done()).finish()
+        f.debug_struct("Barrier")
+            .field("finished", &self.is_finished())
+            .finish()
     }
 }

@@ -11,12 +11,13 @@ use crate::model::awaiting::Awaited;
 use crate::model::call::Body;
 use crate::model::ids::DomainId;
 use crate::model::ids::Scope;
-use crate::model::item::{header_of, Header, Item, Mode, ScopeCounter, Work};
+use crate::model::item::{header_of, Header, Item, Mode, Work};
 use crate::model::state::{State, Wake};
 use crate::Cookie;
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
+
+use futures::future::FusedFuture;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -27,6 +28,9 @@ use std::time::Instant;
 pub(crate) type Ended<W> = Result<Box<Item<W>>, WaitError<W>>;
 
 /// Why [`Submitted::wait`] did not give the item back cleanly.
+///
+/// A panic or a cancellation gives the item back; every other error leaves
+/// the handle waitable.
 #[non_exhaustive]
 pub enum WaitError<W: ?Sized> {
     /// The item's `run` panicked. The item comes back anyway.
@@ -42,22 +46,24 @@ pub enum WaitError<W: ?Sized> {
         /// The item, ready to be submitted again.
         item: Box<Item<W>>,
     },
-    /// Blocking here would stall the async runtime; `.await` the handle.
+    /// Blocking here would stall the async runtime the thread belongs to:
+    /// `.await` the handle instead. It is still waitable.
     BlockingNotAllowed {
-        /// The handle, still waitable.
-        submitted: Submitted<W>,
+        /// The executor adapter that refused.
+        executor: &'static str,
         /// Why blocking is not possible on this thread.
         reason: &'static str,
     },
     /// The item's call is running on the waiting thread itself (the item's
     /// `run`, or a call it runs nested, waits for it), so waiting could
-    /// never finish.
+    /// never finish. The handle is still waitable from elsewhere.
     WouldDeadlock {
-        /// The handle, still waitable from elsewhere (or dropped to detach).
-        submitted: Submitted<W>,
         /// The item's call's cookie.
         waiter: Cookie,
     },
+    /// [`Submitted::wait_timeout`] ran out of time; the handle is still
+    /// waitable.
+    TimedOut,
 }
 
 impl<W: ?Sized> fmt::Debug for WaitError<W> {
@@ -65,10 +71,13 @@ impl<W: ?Sized> fmt::Debug for WaitError<W> {
         match self {
             WaitError::Panicked { report, .. } => f.debug_struct("Panicked").field("report", report).finish(),
             WaitError::Cancelled { .. } => f.write_str("Cancelled"),
-            WaitError::BlockingNotAllowed { reason, .. } => {
-                f.debug_struct("BlockingNotAllowed").field("reason", reason).finish()
-            }
-            WaitError::WouldDeadlock { waiter, .. } => f.debug_struct("WouldDeadlock").field("waiter", waiter).finish(),
+            WaitError::BlockingNotAllowed { executor, reason } => f
+                .debug_struct("BlockingNotAllowed")
+                .field("executor", executor)
+                .field("reason", reason)
+                .finish(),
+            WaitError::WouldDeadlock { waiter } => f.debug_struct("WouldDeadlock").field("waiter", waiter).finish(),
+            WaitError::TimedOut => f.write_str("TimedOut"),
         }
     }
 }
@@ -78,16 +87,15 @@ impl<W: ?Sized> fmt::Display for WaitError<W> {
         match self {
             WaitError::Panicked { report, .. } => report.fmt(f),
             WaitError::Cancelled { .. } => f.write_str("the item's call was cancelled before it ran"),
-            WaitError::BlockingNotAllowed { reason, .. } => {
-                write!(
-                    f,
-                    "cannot block on a kasync item here ({reason}); `.await` the handle instead"
-                )
-            }
-            WaitError::WouldDeadlock { waiter, .. } => write!(
+            WaitError::BlockingNotAllowed { executor, reason } => write!(
+                f,
+                "cannot block on this thread ({executor}: {reason}); `.await` the item's handle instead"
+            ),
+            WaitError::WouldDeadlock { waiter } => write!(
                 f,
                 "waiting would deadlock: item call {waiter} is running on this very thread"
             ),
+            WaitError::TimedOut => f.write_str("timed out waiting for the item"),
         }
     }
 }
@@ -186,88 +194,71 @@ impl<W: Work + ?Sized> Submitted<W> {
         context::find_own_call(runtime, |f| f.domain == domain && f.cookie == cookie)
     }
 
-    /// The same handle, taking over this one's item (left spent): how an
-    /// error hands the handle back from `poll`, which cannot give `self`.
-    fn hand_over(&mut self) -> Submitted<W> {
-        Submitted {
-            shared: self.shared.clone(),
-            domain: self.domain,
-            cookie: self.cookie,
-            item: self.item.take(),
-            domain_name: self.domain_name.clone(),
-        }
-    }
-
     /// Blocks until the call ran and gives the item back — the same box,
     /// ready to be submitted again. If the call is still queued, this thread
     /// runs it itself (and nothing else: a wait for one call does not run
     /// unrelated calls).
     ///
     /// Errors: [`WaitError::Panicked`] and [`WaitError::Cancelled`] give the
-    /// item back; [`WaitError::BlockingNotAllowed`] (where blocking would
-    /// stall an async runtime: `.await` instead) and
+    /// item back; after [`WaitError::BlockingNotAllowed`] (where blocking
+    /// would stall an async runtime: `.await` instead) and
     /// [`WaitError::WouldDeadlock`] (the item's call runs lower on this very
-    /// thread) give the handle back.
-    pub fn wait(mut self) -> Result<Box<Item<W>>, WaitError<W>> {
-        if self.item.is_none() {
-            panic!("Submitted::wait called after `.await` already returned the item");
+    /// thread) the handle is still waitable.
+    ///
+    /// # Panics
+    ///
+    /// If the item was already given back (by an earlier wait or `.await`).
+    pub fn wait(&mut self) -> Result<Box<Item<W>>, WaitError<W>> {
+        self.wait_for(true, None)
+    }
+
+    /// Like [`Submitted::wait`], but gives up with [`WaitError::TimedOut`]
+    /// after `timeout` (the handle is still waitable), and never runs calls
+    /// on this thread, so it returns on time.
+    ///
+    /// # Panics
+    ///
+    /// If the item was already given back.
+    pub fn wait_timeout(&mut self, timeout: std::time::Duration) -> Result<Box<Item<W>>, WaitError<W>> {
+        let deadline = crate::base::sync::now().checked_add(timeout);
+        self.wait_for(false, deadline)
+    }
+
+    /// Whether the call has ended (ran, panicked or was cancelled), or the
+    /// item was given back.
+    pub fn is_finished(&self) -> bool {
+        match self.item {
+            Some(ptr) => self.header(ptr).with(&mut self.shared.lock(), |slot| slot.done),
+            None => true,
         }
+    }
+
+    /// The one way to wait: helping if `help`, until the call ended or
+    /// `deadline` passed.
+    pub(crate) fn wait_for(&mut self, help: bool, deadline: Option<Instant>) -> Ended<W> {
+        assert!(
+            self.item.is_some(),
+            "kasync: an item's handle was waited for after it gave its item back"
+        );
         if let Some(waiter) = self.own_call() {
-            return Err(WaitError::WouldDeadlock {
-                submitted: self,
-                waiter,
-            });
+            return Err(WaitError::WouldDeadlock { waiter });
         }
         let shared = self.shared.clone();
         let permission = crate::engine::blocking::blocking_permission(&shared);
         if let Blocking::Forbidden(reason) = permission {
             return Err(WaitError::BlockingNotAllowed {
-                submitted: self,
+                executor: shared.executor.name(),
                 reason,
             });
         }
         let st = shared.lock();
-        let done =
-            crate::engine::blocking::block_permitted(&shared, st, permission, |st| self.block(&shared, st, true, None));
-        match done {
-            Some(result) => result,
-            None => unreachable!("a wait without a deadline returns when done"),
-        }
-    }
-
-    /// Blocks, helping if `help`, until the call ran (`Some`) or `deadline`
-    /// passed (`None`, the handle still waitable). Where this thread may
-    /// not block, `Err` says why.
-    pub(crate) fn wait_until(
-        &mut self,
-        help: bool,
-        deadline: Option<Instant>,
-    ) -> Result<Option<Ended<W>>, &'static str> {
-        let shared = self.shared.clone();
-        let permission = crate::engine::blocking::blocking_permission(&shared);
-        if let Blocking::Forbidden(reason) = permission {
-            return Err(reason);
-        }
-        let st = shared.lock();
-        Ok(crate::engine::blocking::block_permitted(
-            &shared,
-            st,
-            permission,
-            |st| self.block(&shared, st, help, deadline),
-        ))
+        crate::engine::blocking::block_permitted(&shared, st, permission, |st| self.block(&shared, st, help, deadline))
+            .unwrap_or(Err(WaitError::TimedOut))
     }
 
     /// Whether the item was already taken back.
     pub(crate) fn is_spent(&self) -> bool {
         self.item.is_none()
-    }
-
-    /// Whether the call has ended (ran, panicked or was cancelled).
-    pub(crate) fn is_done(&self) -> bool {
-        match self.item {
-            Some(ptr) => self.header(ptr).with(&mut self.shared.lock(), |slot| slot.done),
-            None => true,
-        }
     }
 
     /// Cancels the item's call if it has not started (see `Task::cancel`).
@@ -276,21 +267,6 @@ impl<W: Work + ?Sized> Submitted<W> {
             return false;
         }
         self.shared.cancel_call(self.domain, self.cookie)
-    }
-
-    /// The executor's name, for errors.
-    pub(crate) fn executor_name(&self) -> &'static str {
-        self.shared.executor.name()
-    }
-
-    /// The runtime's identity, for the self-wait check.
-    pub(crate) fn runtime_id(&self) -> usize {
-        self.shared.id()
-    }
-
-    /// The item's domain.
-    pub(crate) fn domain_id(&self) -> DomainId {
-        self.domain
     }
 
     fn block<'a>(
@@ -352,11 +328,9 @@ impl<W: Work + ?Sized> Future for Submitted<W> {
             panic!("Submitted polled after it returned its item");
         };
         if let Some(waiter) = this.own_call() {
+            // Still waitable: only this thread's own call cannot wait for it.
             drop(st);
-            return Poll::Ready(Err(WaitError::WouldDeadlock {
-                submitted: this.hand_over(),
-                waiter,
-            }));
+            return Poll::Ready(Err(WaitError::WouldDeadlock { waiter }));
         }
         let waker = Wake::Task(cx.waker().clone());
         let previous = this
@@ -370,6 +344,13 @@ impl<W: Work + ?Sized> Future for Submitted<W> {
         let (domain, cookie) = (this.domain, this.cookie);
         context::note_awaited(shared.id(), Awaited::Call { domain, cookie });
         Poll::Pending
+    }
+}
+
+impl<W: Work + ?Sized> FusedFuture for Submitted<W> {
+    /// True once the item was given back.
+    fn is_terminated(&self) -> bool {
+        self.item.is_none()
     }
 }
 
@@ -411,47 +392,6 @@ impl<W: ?Sized> fmt::Debug for Submitted<W> {
     }
 }
 
-/// Submits borrowed items; see [`Domain::scope`](crate::Domain::scope).
-pub struct ItemScope<'a> {
-    domain: crate::Domain,
-    counter: NonNull<ScopeCounter>,
-    /// The cookies of its calls, in order: the calls its wait may run.
-    calls: std::cell::RefCell<Vec<Cookie>>,
-    /// Invariant in `'a` (like `std::thread::Scope`): items must be
-    /// borrowed for exactly the lifetime `scope` was called with, which
-    /// outlives the call, so a closure-local item or a second borrow of the
-    /// same item does not compile.
-    _items: PhantomData<&'a mut &'a ()>,
-}
-
-impl<'a> ItemScope<'a> {
-    /// Submits an item borrowed for the scope. It runs like any call of the
-    /// domain; the scope returns only after it finished.
-    pub fn submit<W: Work>(&self, item: &'a mut Item<W>) -> Cookie {
-        let counter = self.counter;
-        let ptr = NonNull::from(item);
-        let prepare = &mut |st: &mut State| {
-            // SAFETY: the counter lives in the scope's frame; the lock is held.
-            unsafe { &mut *counter.as_ptr() }.remaining += 1;
-            // SAFETY: the item is borrowed for the scope, which outlives the call.
-            unsafe { header_of(ptr) }.with(st, |slot| {
-                slot.mode = Mode::Scoped(counter);
-                slot.done = false;
-            });
-        };
-        match self
-            .domain
-            .submit_erased(Body::Item(Item::erase_scoped(ptr)), prepare, Admission::Policy)
-        {
-            Some(cookie) => {
-                self.calls.borrow_mut().push(cookie);
-                cookie
-            }
-            None => crate::api::domain::reject_panic(),
-        }
-    }
-}
-
 impl crate::Domain {
     /// Submits a boxed item; its ownership moves in and comes back through
     /// [`Submitted::wait`] or `.await`, so the same memory can never describe
@@ -484,13 +424,18 @@ impl crate::Domain {
     }
 
     fn submit_boxed<W: Work>(&self, item: Box<Item<W>>, admission: Admission) -> Result<Submitted<W>, Box<Item<W>>> {
-        self.submit_owned(item, admission, |ptr| Body::Item(Item::erase(ptr, false)))
+        self.submit_owned(item, admission, Mode::Owned, |ptr| Body::Item(Item::erase(ptr, false)))
     }
 
     /// Submits a boxed item whose work lets go of what it holds when its call
-    /// is cancelled (`spawn`'s task).
-    pub(crate) fn submit_cancellable<W: crate::model::item::Cancellable>(&self, item: Box<Item<W>>) -> Submitted<W> {
-        match self.submit_owned(item, Admission::Policy, |ptr| {
+    /// is cancelled (`spawn`'s task); `mode` is `Owned`, or `Grouped` for a
+    /// `TaskSet`'s member.
+    pub(crate) fn submit_cancellable<W: crate::model::item::Cancellable>(
+        &self,
+        item: Box<Item<W>>,
+        mode: Mode,
+    ) -> Submitted<W> {
+        match self.submit_owned(item, Admission::Policy, mode, |ptr| {
             Body::Item(crate::model::item::erase_cancellable(ptr))
         }) {
             Ok(submitted) => submitted,
@@ -509,7 +454,7 @@ impl crate::Domain {
         make: Box<dyn FnOnce(Cookie) -> crate::model::call::BoxFuture + Send + 'static>,
     ) -> Submitted<W> {
         let body = |ptr| Body::Async(make, Some(Item::erase(ptr, false)));
-        match self.submit_owned(item, Admission::Policy, body) {
+        match self.submit_owned(item, Admission::Policy, Mode::Owned, body) {
             Ok(submitted) => submitted,
             Err(item) => {
                 drop(item);
@@ -518,19 +463,20 @@ impl crate::Domain {
         }
     }
 
-    /// Submits a boxed item its handle will take back, as the call `body`
-    /// makes of it.
+    /// Submits a boxed item its handle will take back (`mode`: `Owned` or
+    /// `Grouped`), as the call `body` makes of it.
     fn submit_owned<W: Work>(
         &self,
         item: Box<Item<W>>,
         admission: Admission,
+        mode: Mode,
         body: impl FnOnce(NonNull<Item<W>>) -> Body,
     ) -> Result<Submitted<W>, Box<Item<W>>> {
         let ptr = NonNull::from(Box::leak(item));
         let prepare = &mut |st: &mut State| {
             // SAFETY: we own the item; nobody else can reach it yet.
             unsafe { header_of(ptr) }.with(st, |slot| {
-                slot.mode = Mode::Owned;
+                slot.mode = mode;
                 slot.done = false;
                 slot.panic = None;
             });
@@ -566,135 +512,6 @@ impl crate::Domain {
                 crate::api::domain::reject_panic()
             }
         }
-    }
-
-    /// Runs `f` with a scope for items in memory you provide (a stack frame,
-    /// an arena): `s.submit(&mut item)`. Every submitted item's call has
-    /// finished when `scope` returns, like `std::thread::scope`.
-    ///
-    /// ```
-    /// use kasync_core::{Cookie, Item, Work};
-    /// struct Square(u64);
-    /// impl Work for Square {
-    ///     fn run(&mut self, _: Cookie) { self.0 *= self.0; }
-    /// }
-    /// let rt = kasync_core::Runtime::new().unwrap();
-    /// let mut items = [Item::local(Square(2)), Item::local(Square(3))];
-    /// rt.default_domain().scope(|s| {
-    ///     for item in items.iter_mut() {
-    ///         s.submit(item);
-    ///     }
-    /// });
-    /// assert_eq!(items.iter().map(|i| i.0).collect::<Vec<_>>(), [4, 9]);
-    /// ```
-    ///
-    /// Items must outlive the scope, and each can be submitted once:
-    ///
-    /// ```compile_fail
-    /// # use kasync_core::{Cookie, Item, Work};
-    /// # struct Nop;
-    /// # impl Work for Nop { fn run(&mut self, _: Cookie) {} }
-    /// # let rt = kasync_core::Runtime::new().unwrap();
-    /// rt.default_domain().scope(|s| {
-    ///     let mut short_lived = Item::local(Nop);
-    ///     s.submit(&mut short_lived); // error: does not live long enough
-    /// });
-    /// ```
-    ///
-    /// ```compile_fail
-    /// # use kasync_core::{Cookie, Item, Work};
-    /// # struct Nop;
-    /// # impl Work for Nop { fn run(&mut self, _: Cookie) {} }
-    /// # let rt = kasync_core::Runtime::new().unwrap();
-    /// let mut item = Item::local(Nop);
-    /// rt.default_domain().scope(|s| {
-    ///     s.submit(&mut item);
-    ///     s.submit(&mut item); // error: already borrowed for the scope
-    /// });
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// After every item finished, if `f` panicked (the panic continues) or if
-    /// a submitted item's `run` panicked (like `std::thread::scope`).
-    pub fn scope<'a, R>(&self, f: impl FnOnce(&ItemScope<'a>) -> R) -> R {
-        let counter = std::cell::UnsafeCell::new(ScopeCounter {
-            remaining: 0,
-            panic: None,
-            wake: Wake::Nobody,
-        });
-        let scope = ItemScope {
-            domain: self.clone(),
-            // SAFETY: `UnsafeCell::get` is never null.
-            counter: unsafe { NonNull::new_unchecked(counter.get()) },
-            calls: std::cell::RefCell::new(Vec::new()),
-            _items: PhantomData,
-        };
-        /// Waits for the scope's items even if `f` panics: they borrow memory
-        /// that must outlive their calls.
-        struct WaitOnDrop<'s, 'a>(&'s ItemScope<'a>);
-        impl Drop for WaitOnDrop<'_, '_> {
-            fn drop(&mut self) {
-                self.0.wait_all();
-            }
-        }
-        let guard = WaitOnDrop(&scope);
-        let result = f(&scope);
-        drop(guard);
-        let panic = {
-            let _st = self.shared().lock();
-            // SAFETY: all items finished; the lock is held.
-            unsafe { &mut *scope.counter.as_ptr() }.panic.take()
-        };
-        if let Some(record) = panic {
-            panic!("kasync: a call submitted in a scope panicked: {}", record.message());
-        }
-        result
-    }
-}
-
-impl ItemScope<'_> {
-    /// Blocks until every submitted item finished, running those still
-    /// queued on this thread meanwhile (and no other call: the scope waits
-    /// for its own calls only). Always blocks, whatever the executor: the
-    /// items borrow memory that must outlive their calls.
-    fn wait_all(&self) {
-        // Even with no cookie recorded (a submit may have unwound after
-        // queueing its item), wait until the counter says nothing is pending.
-        let calls = self.calls.borrow();
-        let below = calls.last().map_or(u64::MAX, |c| c.get() + 1);
-        let shared = self.domain.shared();
-        let (domain, counter) = (self.domain.id(), self.counter);
-        // A call that is not queued now never will be again: each is looked
-        // at until it is found not queued, in order.
-        let mut next = 0;
-        let mut claim = |st: &mut State| {
-            while let Some(&cookie) = calls.get(next) {
-                if let Some(claimed) = st.claim_call(domain, cookie) {
-                    return Some(claimed);
-                }
-                next += 1;
-            }
-            None
-        };
-        let wait = pool::Wait {
-            scope: Scope::Domain(domain),
-            below,
-            // The scope borrows its domain: the state has the name.
-            domain_name: None,
-            help: Some(&mut claim),
-            deadline: None,
-        };
-        // SAFETY (both closures): the counter lives in the scope's frame;
-        // the lock is held whenever they run.
-        let (st, _) = pool::block_until(
-            shared,
-            shared.lock(),
-            wait,
-            &mut |_| unsafe { &*counter.as_ptr() }.remaining == 0,
-            &mut |_, wake, _| std::mem::replace(&mut unsafe { &mut *counter.as_ptr() }.wake, wake),
-        );
-        drop(st);
     }
 }
 

@@ -6,4 +6,7 @@ pub(crate) mod domain;
 pub(crate) mod item;
 pub(crate) mod ordered;
 pub(crate) mod runtime;
+pub(crate) mod scope;
 pub(crate) mod task;
+pub(crate) mod task_set;
+pub(crate) mod unordered;

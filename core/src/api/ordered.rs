@@ -14,19 +14,21 @@ use futures::Stream;
 
 use crate::api::domain::Domain;
 use crate::api::task::Task;
-use crate::base::error::{PanicReport, TaskError};
-use crate::Cookie;
+use crate::base::error::TaskError;
 
 /// Pulls the next input and spawns its call; `None` once inputs run out.
 type NextCall<T> = Box<dyn FnMut(&Domain) -> Option<Task<T>> + Send>;
 
 /// The results of [`Domain::map_ordered`], in input order: an
-/// [`Iterator`] whose `next` blocks (running queued calls meanwhile), or,
-/// through [`OrderedMap::into_stream`], a [`Stream`] that holds no thread.
+/// [`Iterator`] whose `next` blocks (running the next result's call if it
+/// is still queued), or, through [`OrderedMap::into_stream`], a `Stream`
+/// that holds no thread.
 ///
-/// A panicking input yields `Err` at its place and the map goes on. Dropping
+/// A panicking input yields `Err(TaskError::Panicked(..))` at its place, a
+/// cancelled one `Err(TaskError::Cancelled)`, and the map goes on. Dropping
 /// the map early cancels its queued calls (the rest of the inputs are never
 /// pulled), lets the running ones finish and drops their results.
+#[must_use = "a map pulls no input and runs no call until it is iterated or streamed"]
 pub struct OrderedMap<T: Send + 'static> {
     domain: Domain,
     next_call: NextCall<T>,
@@ -46,20 +48,22 @@ impl Domain {
     /// * Each input is one call of this domain (it takes a cookie, counts
     ///   for barriers and may be cancelled by [`Domain::cancel`]); no call
     ///   waits on another, so no thread is parked per pending result.
-    /// * A panicking input yields `Err(PanicReport)` at its place (as does an
-    ///   input whose call was cancelled, or a wait that could not block
-    ///   here), and the map goes on.
+    /// * A panicking input yields `Err(TaskError::Panicked(..))` at its
+    ///   place, an input whose call was cancelled `Err(TaskError::Cancelled)`,
+    ///   and the map goes on.
     ///
     /// When to use which: the kernel's pattern, [`Domain::schedule`] with
     /// each call waiting on `synchronize_cookie(own cookie)` before it
     /// publishes, keeps a thread parked per waiting call (a slow first call
     /// makes the pool grow toward `max_workers`); `map_ordered` parks none
     /// and bounds memory, for results you consume in order.
-    /// [`Domain::scope`] runs caller-owned items and waits for all of them
-    /// at once, with no allocation per call.
+    /// [`Domain::scope`] runs calls that borrow, and caller-owned items,
+    /// and waits for all of them at once; [`Domain::map_unordered`] yields
+    /// in the order the calls end.
     ///
     /// ```
-    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// # use kasync_core as kasync;
+    /// let rt = kasync::Runtime::new().unwrap();
     /// let lengths: Vec<usize> = rt
     ///     .default_domain()
     ///     .map_ordered(["a", "bb", "ccc"], 2, |s: &str| s.len())
@@ -98,18 +102,19 @@ impl Domain {
 }
 
 impl<T: Send + 'static> OrderedMap<T> {
-    /// The same results as a [`Stream`], which holds no thread while it
+    /// The same results as a `Stream`, which holds no thread while it
     /// waits (a type that were both an `Iterator` and a `Stream` would make
     /// `.map()` ambiguous wherever `StreamExt` is in scope).
     ///
     /// ```
+    /// # use kasync_core as kasync;
     /// use futures::StreamExt;
-    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// let rt = kasync::Runtime::new().unwrap();
     /// let doubled = rt.default_domain().map_ordered(1..=3, 2, |n: u32| n * 2).into_stream();
     /// let results: Vec<u32> = futures::executor::block_on(doubled.map(Result::unwrap).collect());
     /// assert_eq!(results, [2, 4, 6]);
     /// ```
-    pub fn into_stream(self) -> impl Stream<Item = Result<T, PanicReport>> + Send + Unpin {
+    pub fn into_stream(self) -> impl Stream<Item = Result<T, TaskError>> + Send + Unpin {
         OrderedStream { map: self }
     }
 
@@ -123,18 +128,10 @@ impl<T: Send + 'static> OrderedMap<T> {
             }
         }
     }
-
-    /// What the map yields for a task's result.
-    fn yielded(&self, cookie: Cookie, result: Result<T, TaskError>) -> Result<T, PanicReport> {
-        result.map_err(|error| match error {
-            TaskError::Panicked(report) => report,
-            other => PanicReport::new(cookie, self.domain.name_arc(), Arc::from(other.to_string()), 0),
-        })
-    }
 }
 
 impl<T: Send + 'static> Iterator for OrderedMap<T> {
-    type Item = Result<T, PanicReport>;
+    type Item = Result<T, TaskError>;
 
     /// The next result in input order; blocks until it is there, running
     /// its call on this thread if it is still queued.
@@ -147,8 +144,7 @@ impl<T: Send + 'static> Iterator for OrderedMap<T> {
     fn next(&mut self) -> Option<Self::Item> {
         self.top_up();
         let task = self.in_flight.front_mut()?;
-        let cookie = task.cookie();
-        let result = task.wait_in_place();
+        let result = task.wait();
         if let Err(TaskError::BlockingNotAllowed { executor, reason }) = &result {
             panic!(
                 "kasync: OrderedMap::next cannot block on this thread ({executor}: {reason}); \
@@ -156,7 +152,7 @@ impl<T: Send + 'static> Iterator for OrderedMap<T> {
             );
         }
         self.in_flight.pop_front();
-        Some(self.yielded(cookie, result))
+        Some(result)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -191,7 +187,7 @@ struct OrderedStream<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> Stream for OrderedStream<T> {
-    type Item = Result<T, PanicReport>;
+    type Item = Result<T, TaskError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let map = &mut self.map;
@@ -199,12 +195,11 @@ impl<T: Send + 'static> Stream for OrderedStream<T> {
         let Some(front) = map.in_flight.front_mut() else {
             return Poll::Ready(None);
         };
-        let cookie = front.cookie();
         match Pin::new(front).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
                 map.in_flight.pop_front();
-                Poll::Ready(Some(map.yielded(cookie, result)))
+                Poll::Ready(Some(result))
             }
         }
     }

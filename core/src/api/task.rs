@@ -5,6 +5,8 @@
 
 use std::fmt;
 use std::future::Future;
+
+use futures::future::FusedFuture;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -15,9 +17,8 @@ use crate::api::domain::Domain;
 use crate::api::item::{Submitted, WaitError};
 use crate::base::error::TaskError;
 use crate::base::sync::{now, Mutex};
-use crate::engine::context;
 use crate::model::call::BoxFuture;
-use crate::model::item::{Cancellable, Item, Work};
+use crate::model::item::{Cancellable, Item, Mode, Work};
 use crate::Cookie;
 
 /// A task's work, whatever closure made it: what [`Task`] needs of it.
@@ -92,7 +93,7 @@ impl<T: Send + 'static> TaskWork<T> for AsyncTask<T> {
 ///
 /// ```
 /// let rt = kasync_core::Runtime::new().unwrap();
-/// let task = rt.spawn(|cookie| cookie.get() * 2);
+/// let mut task = rt.spawn(|cookie| cookie.get() * 2);
 /// let cookie = task.cookie();
 /// assert_eq!(task.wait().unwrap(), cookie.get() * 2);
 /// ```
@@ -109,7 +110,7 @@ impl<T: Send + 'static> Task<T> {
 
     /// Whether the call has ended (returned, panicked or was cancelled).
     pub fn is_finished(&self) -> bool {
-        self.handle.is_done()
+        self.handle.is_finished()
     }
 
     /// Cancels the call if it has not started: it then never runs, its
@@ -118,12 +119,13 @@ impl<T: Send + 'static> Task<T> {
     /// call is running or has ended: it then runs to its end.
     ///
     /// ```
-    /// let rt = kasync_core::Runtime::builder().max_workers(1).build().unwrap();
+    /// # use kasync_core as kasync;
+    /// let rt = kasync::Runtime::builder().max_workers(1).build().unwrap();
     /// let (tx, rx) = std::sync::mpsc::channel::<()>();
     /// rt.schedule(move |_| rx.recv().unwrap()); // holds the only worker
-    /// let task = rt.spawn(|_| "never");
+    /// let mut task = rt.spawn(|_| "never");
     /// assert!(task.cancel());
-    /// assert_eq!(task.wait(), Err(kasync_core::TaskError::Cancelled));
+    /// assert_eq!(task.wait(), Err(kasync::TaskError::Cancelled));
     /// tx.send(()).unwrap();
     /// ```
     pub fn cancel(&self) -> bool {
@@ -136,12 +138,18 @@ impl<T: Send + 'static> Task<T> {
     /// pending on a kasync wait, this thread runs the queued calls that wait
     /// covers.
     ///
-    /// Errors: [`TaskError::Panicked`], [`TaskError::Cancelled`],
+    /// Errors: [`TaskError::Panicked`], [`TaskError::Cancelled`];
     /// [`TaskError::WouldDeadlock`] (the task's call runs lower on this
-    /// very thread), [`TaskError::BlockingNotAllowed`] (where blocking would
-    /// stall an async runtime: `.await` instead; the task is then detached).
-    pub fn wait(mut self) -> Result<T, TaskError> {
-        self.wait_for(true, None)
+    /// very thread) and [`TaskError::BlockingNotAllowed`] (where blocking
+    /// would stall an async runtime: `.await` instead) leave the task
+    /// waitable, its value kept.
+    ///
+    /// # Panics
+    ///
+    /// If the task's result was already taken (by an earlier wait or
+    /// `.await` that returned its value, its panic or its cancellation).
+    pub fn wait(&mut self) -> Result<T, TaskError> {
+        value_of(self.handle.wait_for(true, None))
     }
 
     /// Like [`Task::wait`], but gives up with [`TaskError::TimedOut`] after
@@ -150,44 +158,9 @@ impl<T: Send + 'static> Task<T> {
     ///
     /// # Panics
     ///
-    /// If the task's value was already taken (by an earlier wait or
-    /// `.await` that returned anything but `TimedOut`).
+    /// As [`Task::wait`].
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<T, TaskError> {
-        let deadline = now().checked_add(timeout);
-        self.wait_for(false, deadline)
-    }
-
-    /// [`Task::wait`] without giving the task up: on `BlockingNotAllowed`
-    /// it is still waitable.
-    pub(crate) fn wait_in_place(&mut self) -> Result<T, TaskError> {
-        self.wait_for(true, None)
-    }
-
-    fn wait_for(&mut self, help: bool, deadline: Option<std::time::Instant>) -> Result<T, TaskError> {
-        assert!(
-            !self.handle.is_spent(),
-            "kasync: a task was waited for after its result was taken"
-        );
-        if let Some(waiter) = self.own_call() {
-            return Err(TaskError::WouldDeadlock { waiter });
-        }
-        match self.handle.wait_until(help, deadline) {
-            Err(reason) => Err(TaskError::BlockingNotAllowed {
-                executor: self.handle.executor_name(),
-                reason,
-            }),
-            Ok(None) => Err(TaskError::TimedOut),
-            Ok(Some(ended)) => value_of(ended),
-        }
-    }
-}
-
-impl<T: Send + 'static> Task<T> {
-    /// The task's call if it runs lower on this thread: waiting for it
-    /// here could never finish.
-    fn own_call(&self) -> Option<Cookie> {
-        let (runtime, domain, cookie) = (self.handle.runtime_id(), self.handle.domain_id(), self.handle.cookie());
-        context::find_own_call(runtime, |f| f.domain == domain && f.cookie == cookie)
+        value_of(self.handle.wait_for(false, now().checked_add(timeout)))
     }
 }
 
@@ -205,12 +178,11 @@ fn value_of<T: Send + 'static>(ended: crate::api::item::Ended<dyn TaskWork<T>>) 
         },
         Err(WaitError::Panicked { report, .. }) => Err(TaskError::Panicked(report)),
         Err(WaitError::Cancelled { .. }) => Err(TaskError::Cancelled),
-        Err(WaitError::BlockingNotAllowed { .. }) => {
-            unreachable!("a task waits through wait_until, which refuses first")
+        Err(WaitError::BlockingNotAllowed { executor, reason }) => {
+            Err(TaskError::BlockingNotAllowed { executor, reason })
         }
-        Err(WaitError::WouldDeadlock { .. }) => {
-            unreachable!("a task checks for a self-wait before it waits or polls")
-        }
+        Err(WaitError::WouldDeadlock { waiter }) => Err(TaskError::WouldDeadlock { waiter }),
+        Err(WaitError::TimedOut) => Err(TaskError::TimedOut),
     }
 }
 
@@ -225,11 +197,14 @@ impl<T: Send + 'static> Future for Task<T> {
             !self.handle.is_spent(),
             "kasync: a task was polled after it returned its result"
         );
-        if let Some(waiter) = self.own_call() {
-            // Still waitable: only this thread's own call cannot wait for it.
-            return Poll::Ready(Err(TaskError::WouldDeadlock { waiter }));
-        }
         Pin::new(&mut self.handle).poll(cx).map(value_of)
+    }
+}
+
+impl<T: Send + 'static> FusedFuture for Task<T> {
+    /// True once the task returned its result.
+    fn is_terminated(&self) -> bool {
+        self.handle.is_spent()
     }
 }
 
@@ -248,10 +223,19 @@ impl Domain {
     /// let rt = kasync_core::Runtime::new().unwrap();
     /// let probes = rt.domain("probes");
     /// let tasks: Vec<_> = (0..4u64).map(|n| probes.spawn(move |_| n * n)).collect();
-    /// let squares: Vec<u64> = tasks.into_iter().map(|t| t.wait().unwrap()).collect();
+    /// let squares: Vec<u64> = tasks.into_iter().map(|mut t| t.wait().unwrap()).collect();
     /// assert_eq!(squares, [0, 1, 4, 9]);
     /// ```
     pub fn spawn<F, T>(&self, f: F) -> Task<T>
+    where
+        F: FnOnce(Cookie) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_as(f, Mode::Owned)
+    }
+
+    /// [`Domain::spawn`], its item in `mode` (`Grouped` for a `TaskSet`).
+    pub(crate) fn spawn_as<F, T>(&self, f: F, mode: Mode) -> Task<T>
     where
         F: FnOnce(Cookie) -> T + Send + 'static,
         T: Send + 'static,
@@ -262,7 +246,7 @@ impl Domain {
         });
         Task {
             handle: self
-                .submit_cancellable(item)
+                .submit_cancellable(item, mode)
                 .unsize(|p| -> NonNull<Item<dyn TaskWork<T>>> { p }),
         }
     }
@@ -349,7 +333,7 @@ mod tests {
         let drops = Arc::new(AtomicUsize::new(0));
         // A value comes back; the closure's captures are dropped once.
         let captured = Counted(drops.clone());
-        let task = rt.spawn(move |_| {
+        let mut task = rt.spawn(move |_| {
             let _keep = &captured;
             Counted(Arc::new(AtomicUsize::new(0)))
         });
@@ -359,7 +343,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         rt.schedule(move |_| rx.recv().unwrap());
         let captured = Counted(drops.clone());
-        let task = rt.spawn(move |_| drop(captured));
+        let mut task = rt.spawn(move |_| drop(captured));
         assert!(task.cancel());
         assert_eq!(task.wait(), Err(TaskError::Cancelled));
         assert_eq!(drops.load(Ordering::SeqCst), 2);

@@ -46,10 +46,18 @@ pub trait Work: Send + 'static {
 pub(crate) enum Mode {
     /// A [`Submitted`] handle will take it back.
     Owned,
+    /// As `Owned`, and a `TaskSet` hears when its call ends: it is member
+    /// `member` of `group`.
+    Grouped { group: NonNull<GroupCell>, member: usize },
     /// Nobody will: kasync frees it (its `Drop` is the seed's free function).
     Detached,
-    /// It is borrowed by a [`ItemScope`], which counts it down.
-    Scoped(NonNull<ScopeCounter>),
+    /// It is borrowed by a `Scope`, which counts it down. `handled`: a
+    /// `ScopedTask` takes its end (done, panic); otherwise the scope keeps
+    /// its panic to re-raise.
+    Scoped {
+        counter: NonNull<ScopeCounter>,
+        handled: bool,
+    },
 }
 
 /// The header's state, touched only under the runtime's state lock.
@@ -318,22 +326,23 @@ impl ItemCall {
         let mode = self.header().with(st, |slot| slot.mode);
         match mode {
             Mode::Detached => Some(self),
-            Mode::Owned => {
+            Mode::Owned | Mode::Grouped { .. } => {
                 self.header().with(st, |slot| {
                     slot.done = true;
                     slot.cancelled = true;
                     slot.wake.fire(wakeups);
                 });
+                if let Mode::Grouped { group, member } = mode {
+                    // SAFETY: a group outlives its members' grouped mode (its
+                    // set detaches them, under the lock, before freeing it).
+                    unsafe { group.as_ref() }.with(st, |g| g.ended(member, wakeups));
+                }
                 None
             }
-            Mode::Scoped(counter) => {
+            Mode::Scoped { counter, .. } => {
                 debug_assert!(false, "items borrowed by a scope are never cancelled");
                 // SAFETY: as in `complete`.
-                let counter = unsafe { &mut *counter.as_ptr() };
-                counter.remaining -= 1;
-                if counter.remaining == 0 {
-                    counter.wake.fire(wakeups);
-                }
+                unsafe { &mut *counter.as_ptr() }.count_down(wakeups);
                 None
             }
         }
@@ -350,31 +359,41 @@ impl ItemCall {
         wakeups: &mut Wakeups,
     ) -> Option<Arc<PanicRecord>> {
         let mode = self.header().with(st, |slot| slot.mode);
+        let handled = |slot: &mut Slot, wakeups: &mut Wakeups| {
+            slot.done = true;
+            slot.panic = panic.clone();
+            slot.wake.fire(wakeups);
+        };
         match mode {
             Mode::Detached => {
                 debug_assert!(false, "an orphaned item is freed before its end is recorded");
-                panic
+                return panic;
             }
-            Mode::Owned => self.header().with(st, |slot| {
-                slot.done = true;
-                slot.panic = panic;
-                slot.wake.fire(wakeups);
-                None
-            }),
-            Mode::Scoped(counter) => {
+            Mode::Owned => self.header().with(st, |slot| handled(slot, wakeups)),
+            Mode::Grouped { group, member } => {
+                self.header().with(st, |slot| handled(slot, wakeups));
+                // SAFETY: as in `cancel`.
+                unsafe { group.as_ref() }.with(st, |g| g.ended(member, wakeups));
+            }
+            Mode::Scoped { counter, handled: true } => {
+                self.header().with(st, |slot| handled(slot, wakeups));
                 // SAFETY: the counter lives in `Domain::scope`'s frame, which
                 // waits for this call before returning; the lock is held.
+                unsafe { &mut *counter.as_ptr() }.count_down(wakeups);
+            }
+            Mode::Scoped {
+                counter,
+                handled: false,
+            } => {
+                // SAFETY: as above.
                 let counter = unsafe { &mut *counter.as_ptr() };
-                counter.remaining -= 1;
                 if counter.panic.is_none() {
                     counter.panic = panic;
                 }
-                if counter.remaining == 0 {
-                    counter.wake.fire(wakeups);
-                }
-                None
+                counter.count_down(wakeups);
             }
         }
+        None
     }
 }
 
@@ -386,3 +405,63 @@ pub(crate) struct ScopeCounter {
     pub(crate) panic: Option<Arc<PanicRecord>>,
     pub(crate) wake: Wake,
 }
+
+impl ScopeCounter {
+    /// One of the scope's calls ended.
+    fn count_down(&mut self, wakeups: &mut Wakeups) {
+        self.remaining -= 1;
+        if self.remaining == 0 {
+            self.wake.fire(wakeups);
+        }
+    }
+}
+
+/// The members of one `TaskSet` whose calls ended, in the order they
+/// ended, and who waits for the next: kept where the set's items can reach
+/// it (a box the set owns), touched only under the state lock.
+pub(crate) struct Group {
+    ended: std::collections::VecDeque<usize>,
+    pub(crate) wake: Wake,
+}
+
+impl Group {
+    /// Member `member`'s call ended (ran, panicked or was cancelled).
+    fn ended(&mut self, member: usize, wakeups: &mut Wakeups) {
+        self.ended.push_back(member);
+        self.wake.fire(wakeups);
+    }
+
+    /// The member whose call ended first and was not taken yet.
+    pub(crate) fn take_ended(&mut self) -> Option<usize> {
+        self.ended.pop_front()
+    }
+
+    /// Whether a member's call ended that was not taken yet.
+    pub(crate) fn has_ended(&self) -> bool {
+        !self.ended.is_empty()
+    }
+}
+
+/// A [`Group`] behind the state lock, as [`Header`] keeps an item's slot.
+pub(crate) struct GroupCell(UnsafeCell<Group>);
+
+impl GroupCell {
+    pub(crate) fn new() -> GroupCell {
+        GroupCell(UnsafeCell::new(Group {
+            ended: std::collections::VecDeque::new(),
+            wake: Wake::Nobody,
+        }))
+    }
+
+    /// Accesses the group; `&mut State` proves the state lock is held.
+    pub(crate) fn with<R>(&self, _locked: &mut State, f: impl FnOnce(&mut Group) -> R) -> R {
+        // SAFETY: the group is only accessed through this function, under
+        // the runtime's state lock, which serialises every access.
+        self.0.with_mut(|group| f(unsafe { &mut *group }))
+    }
+}
+
+// SAFETY: as `Header`: every access goes through `with`, under the lock.
+unsafe impl Send for GroupCell {}
+// SAFETY: as above.
+unsafe impl Sync for GroupCell {}

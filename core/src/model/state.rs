@@ -70,11 +70,6 @@ impl PanicRecord {
     pub(crate) fn report(&self) -> PanicReport {
         PanicReport::new(self.cookie, self.domain_name.clone(), self.message.clone(), 0)
     }
-
-    /// The panic message.
-    pub(crate) fn message(&self) -> &Arc<str> {
-        &self.message
-    }
 }
 
 /// Counters reported by `Runtime::stats`.
