@@ -147,10 +147,11 @@ static GLOBAL: OnceLock<Runtime> = OnceLock::new();
 
 /// The global runtime, built with default settings on first use.
 ///
-/// Its adapter comes from the enabled features alone, never from the
-/// calling thread, since it lives as long as the process: `threads`, else
-/// `smol`, else `async-std`, else `tokio` on a tokio runtime of kasync's
-/// own ([`executor::Tokio::dedicated`]). It never binds to a tokio runtime
+/// Its adapter comes from the enabled features alone, as for
+/// [`Runtime::new`] (enabling an adapter selects it): `smol`, else
+/// `async-std`, else `threads`, else `tokio`, on a tokio runtime of
+/// kasync's own ([`executor::Tokio::dedicated`]), never the calling
+/// thread's, since the global runtime lives as long as the process. It never binds to a tokio runtime
 /// that happens to be current when it is first used, which may end first
 /// (a `#[tokio::test]`'s does). Build your own [`Runtime`] to run on your
 /// tokio runtime.
@@ -169,12 +170,12 @@ pub fn runtime() -> &'static Runtime {
 /// The global runtime's adapter, by feature (see [`runtime`]).
 #[allow(unreachable_code)]
 fn build_global() -> Result<Runtime, BuildError> {
-    #[cfg(feature = "threads")]
-    return Runtime::builder().executor(executor::Threads).build();
     #[cfg(feature = "smol")]
     return Runtime::builder().executor(executor::Smol).build();
     #[cfg(feature = "async-std")]
     return Runtime::builder().executor(executor::AsyncStd).build();
+    #[cfg(feature = "threads")]
+    return Runtime::builder().executor(executor::Threads).build();
     #[cfg(feature = "tokio")]
     return match executor::Tokio::dedicated() {
         Ok(tokio) => Runtime::builder().executor(tokio).build(),

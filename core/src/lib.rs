@@ -25,10 +25,11 @@
 //! # Guarantees
 //!
 //! The worker pool follows one growth rule on every executor, in five
-//! parts: **lowest cookie first** (workers and barrier helpers always start
-//! the lowest queued cookie, so within a domain the started calls are a
-//! prefix of cookie order, except a call that a wait for that very call ran
-//! early); **borrow the waiter's thread** ([`Barrier::wait`] first runs the
+//! parts: **lowest cookie first** (workers and barrier helpers start the
+//! lowest queued cookie, so within a domain the started calls are a prefix
+//! of cookie order, except calls a waiter runs early because it waits for
+//! exactly them: a task or item it waits for, or what an async call it waits
+//! for awaits); **borrow the waiter's thread** ([`Barrier::wait`] first runs the
 //! queued calls it covers, lowest first; a wait for one [`Task`] or
 //! [`Submitted`] runs that call if it is queued, and nothing else; a thread
 //! waiting for an async call that is pending on a kasync wait runs the
@@ -81,12 +82,16 @@
 //!   waits on calls that never get scheduled.
 //!
 //! A call's panic is delivered once where it can be taken: to its [`Task`],
-//! [`Submitted`] or scope if it has one (no barrier reports it then, unless
-//! that handle is dropped before it took the panic), otherwise to the
-//! barriers covering it (see [`Barrier`]). Drops of what a call held run in
-//! the call's frame, whether it ran or was cancelled: a drop that waits on
-//! its own call is refused with `WouldDeadlock`, and a drop of the
-//! runtime's last handle does not wait for the call it is part of.
+//! [`Submitted`] or [`ScopedTask`] if it has one (no barrier reports it
+//! then, unless that handle is dropped before it took the panic); a scope
+//! re-raises the first panic nobody took; any other goes to the barriers
+//! covering its call (see [`Barrier`]). Drops of what a call held run in
+//! the call's frame, whether it ran, was cancelled, or was dropped by its
+//! executor: a drop that waits on its own call is refused with
+//! `WouldDeadlock`, and a drop of the runtime's last handle does not wait
+//! for the call it is part of. Cancelled calls are settled one at a time
+//! in cookie order, so a drop may wait for an earlier call of the same
+//! cancellation; one that waits for a later one settles it itself.
 //!
 //! Waiting on another runtime's domain, from inside a call or not, is
 //! allowed and follows the same rules: the waiter helps with the other

@@ -400,7 +400,7 @@ fn loom_cancel_and_claim_agree_on_one_outcome() {
         let rt = runtime(1);
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
-        let task = rt.spawn(move |_| {
+        let mut task = rt.spawn(move |_| {
             r.fetch_add(1, Ordering::SeqCst);
             7
         });
@@ -446,7 +446,7 @@ fn loom_a_task_wait_claims_its_call_while_a_worker_claims_lowest_first() {
             r.fetch_add(1, Ordering::SeqCst);
         });
         let r = runs.clone();
-        let task = domain.spawn(move |cookie| {
+        let mut task = domain.spawn(move |cookie| {
             r.fetch_add(10, Ordering::SeqCst);
             cookie.get()
         });
@@ -583,5 +583,41 @@ fn loom_a_fact_about_a_call_left_meanwhile_is_dropped() {
             // running, and one runnable worker is enough.
             assert!(matches!(tick, Tick::Stay { stalled: false, .. }), "{tick:?}");
         }
+    });
+}
+
+/// A cancelled call is settled (its closure dropped, then ended) by the
+/// cancelling thread or, if it waits for it first, by a thread waiting for
+/// it: one of them, once, while the worker may claim the call before the
+/// cancel reaches it. However it goes, the closure is dropped once and the
+/// wait agrees with the cancel.
+#[test]
+fn loom_a_cancelled_call_is_settled_once_by_its_canceller_or_its_waiter() {
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    loom::model(|| {
+        let rt = runtime(1);
+        let domain = rt.domain("cancelled");
+        let drops = Arc::new(AtomicUsize::new(0));
+        let held = Dropped(drops.clone());
+        let mut task = domain.spawn(move |_| {
+            let _held = held;
+            7
+        });
+        let d = domain.clone();
+        let canceller = loom::thread::spawn(move || d.cancel());
+        let result = task.wait();
+        let cancelled = canceller.join().unwrap();
+        match result {
+            Err(crate::TaskError::Cancelled) => assert_eq!(cancelled, 1),
+            Ok(7) => assert_eq!(cancelled, 0, "a call both cancelled and run"),
+            other => panic!("{other:?}"),
+        }
+        rt.synchronize_full().wait().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
     });
 }

@@ -8,6 +8,7 @@
 pub mod foreign;
 pub mod gate;
 pub mod growth;
+pub mod hands;
 pub mod items;
 pub mod model;
 pub mod progress;
@@ -131,6 +132,25 @@ macro_rules! conformance {
             tasks::a_barrier_over_a_cancelled_detached_item_returns_after_the_free,
             tasks::domain_cancel_leaves_a_scopes_items_to_run,
             tasks::map_ordered_next_where_blocking_is_not_allowed_panics_clearly,
+            hands::scoped_calls_borrow_shared_and_disjoint_mut,
+            hands::a_scope_returns_after_every_call_ended_waited_or_not,
+            hands::a_scope_runs_its_queued_calls_on_the_waiting_thread,
+            hands::an_unwaited_scoped_panic_is_reraised_after_every_call_ended,
+            hands::a_waited_scoped_panic_is_the_handles_only,
+            hands::items_and_calls_mix_in_one_scope_and_are_never_cancelled,
+            hands::a_task_set_joins_in_completion_order,
+            hands::a_task_set_joiner_runs_a_member_when_none_runs,
+            hands::a_task_set_joiner_leaves_queued_members_to_workers_while_one_runs,
+            hands::a_task_set_cancels_and_still_joins,
+            hands::a_task_set_delivers_a_panic_once,
+            hands::a_task_set_is_awaited_in_completion_order,
+            hands::dropping_a_task_set_cancels_its_queued_calls,
+            hands::map_unordered_yields_in_completion_order_within_its_window,
+            hands::map_unordered_next_keeps_its_window,
+            hands::map_unordered_stream_and_errors,
+            hands::every_result_goes_through_question_mark,
+            hands::a_timed_out_wait_consumes_nothing_on_every_handle,
+            hands::a_refused_wait_keeps_the_value,
             progress::computing_workers_get_no_company_even_beside_hogs,
             progress::judged_by_time_computing_workers_grow_the_pool,
             progress::a_burst_of_blocked_calls_gets_a_thread_each,
@@ -152,6 +172,11 @@ macro_rules! conformance {
             promises_two::a_helped_async_call_awaiting_a_queued_task_does_not_trap_its_helper,
             promises_two::waiting_on_an_items_own_handle_would_deadlock,
             promises_two::awaiting_an_async_tasks_own_handle_would_deadlock,
+            promises_two::a_cancelled_closure_joining_an_earlier_cancelled_task_does_not_hang,
+            promises_two::a_cancelled_closure_joining_a_later_cancelled_task_settles_it,
+            promises_two::cancelled_closures_syncing_on_their_own_cookie_in_drop_do_not_hang,
+            promises_two::a_scopes_second_panic_goes_to_barriers,
+            promises_two::a_scoped_items_panic_is_not_lost_when_the_scope_closure_panics,
         );
     };
     (@tests $builder:path; $($module:ident :: $name:ident),* $(,)?) => {

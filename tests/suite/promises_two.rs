@@ -531,3 +531,155 @@ pub fn awaiting_an_async_tasks_own_handle_would_deadlock(make: &MakeBuilder) {
     }
     assert_eq!(domain.synchronize().wait_timeout(HANG), Ok(()));
 }
+
+// ---- the review of this round: cancellations whose drops wait, scope panics
+
+/// Joins a task when dropped, and sends what the wait gave.
+struct JoinOnDrop(Option<Task<u64>>, mpsc::Sender<Result<u64, TaskError>>);
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut task) = self.0.take() {
+            let _ = self.1.send(task.wait());
+        }
+    }
+}
+
+/// Review: `Domain::cancel` dropped every cancelled closure before it ended
+/// any call, so a drop that joined an earlier cancelled task waited for a
+/// call that could only end after it: a hang. The calls are settled one at
+/// a time, in cookie order.
+pub fn a_cancelled_closure_joining_an_earlier_cancelled_task_does_not_hang(make: &MakeBuilder) {
+    let (rt, hold) = held_runtime(make);
+    let domain = rt.domain("batch");
+    let first = domain.spawn(|cookie| cookie.get());
+    let (tx, rx) = mpsc::channel();
+    let guard = JoinOnDrop(Some(first), tx);
+    domain.schedule(move |_| drop(guard));
+    let d = domain.clone();
+    let cancelled = returns_within_hang(move || d.cancel());
+    hold.0.open();
+    if cancelled.is_none() {
+        leak_and_fail(rt, "a cancelled closure joining an earlier cancelled task hung".into());
+    }
+    assert_eq!(cancelled, Some(2));
+    assert_eq!(rx.recv_timeout(HANG).unwrap(), Err(TaskError::Cancelled));
+}
+
+/// Review, the other direction: the drop joins a task cancelled by the same
+/// `Domain::cancel` but later in cookie order. The wait settles that
+/// cancelled call itself instead of waiting for the cancelling thread.
+pub fn a_cancelled_closure_joining_a_later_cancelled_task_settles_it(make: &MakeBuilder) {
+    /// Takes its task from a channel when dropped, then joins it.
+    struct JoinLater(mpsc::Receiver<Task<u64>>, mpsc::Sender<Result<u64, TaskError>>);
+    impl Drop for JoinLater {
+        fn drop(&mut self) {
+            if let Ok(mut task) = self.0.recv() {
+                let _ = self.1.send(task.wait());
+            }
+        }
+    }
+    let (rt, hold) = held_runtime(make);
+    let domain = rt.domain("batch");
+    let (task_tx, task_rx) = mpsc::channel::<Task<u64>>();
+    let (tx, rx) = mpsc::channel();
+    let joiner = JoinLater(task_rx, tx);
+    domain.schedule(move |_| drop(joiner));
+    task_tx.send(domain.spawn(|cookie| cookie.get())).unwrap();
+    let d = domain.clone();
+    let cancelled = returns_within_hang(move || d.cancel());
+    hold.0.open();
+    if cancelled.is_none() {
+        leak_and_fail(rt, "a cancelled closure joining a later cancelled task hung".into());
+    }
+    assert_eq!(cancelled, Some(2));
+    assert_eq!(rx.recv_timeout(HANG).unwrap(), Err(TaskError::Cancelled));
+}
+
+/// Waits, when dropped, for the calls of its domain before its own call.
+struct SyncBeforeMeOnDrop(Domain, mpsc::Sender<Result<(), SyncError>>);
+
+impl Drop for SyncBeforeMeOnDrop {
+    fn drop(&mut self) {
+        let own = kasync::current_cookie().expect("dropped in its call's frame");
+        let _ = self.1.send(self.0.synchronize_cookie(own).wait());
+    }
+}
+
+/// Review: the kernel's "register in order" in a cancelled closure's drop
+/// waited for the calls before it in the same cancellation, which ended
+/// only after every drop: a hang.
+pub fn cancelled_closures_syncing_on_their_own_cookie_in_drop_do_not_hang(make: &MakeBuilder) {
+    let (rt, hold) = held_runtime(make);
+    let domain = rt.domain("ordered");
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..2 {
+        let guard = SyncBeforeMeOnDrop(domain.clone(), tx.clone());
+        domain.schedule(move |_| drop(guard));
+    }
+    drop(tx);
+    let d = domain.clone();
+    let cancelled = returns_within_hang(move || d.cancel());
+    hold.0.open();
+    if cancelled.is_none() {
+        leak_and_fail(rt, "cancelled closures syncing on their own cookie in drop hung".into());
+    }
+    assert_eq!(rx.recv_timeout(HANG).unwrap(), Ok(()));
+    assert_eq!(rx.recv_timeout(HANG).unwrap(), Ok(()));
+}
+
+/// Panics in `run`.
+struct Boom(&'static str);
+
+impl Work for Boom {
+    fn run(&mut self, _: Cookie) {
+        panic!("{}", self.0);
+    }
+}
+
+/// Review: a scope kept only its first item's panic; the second was counted
+/// and delivered nowhere. The scope re-raises one, barriers get the rest.
+pub fn a_scopes_second_panic_goes_to_barriers(make: &MakeBuilder) {
+    let rt = make().build().unwrap();
+    let domain = rt.domain("scoped");
+    let mut items = [Item::local(Boom("first")), Item::local(Boom("second"))];
+    let raised = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        domain.scope(|s| {
+            for item in items.iter_mut() {
+                s.submit(item);
+            }
+        })
+    }))
+    .expect_err("the scope re-raises");
+    let text = super::gate::panic_text(&*raised);
+    assert_eq!(rt.stats().panicked, 2);
+    match domain.synchronize().wait() {
+        Err(SyncError::Panicked(report)) => {
+            assert_eq!(report.others(), 0);
+            let other = if text.contains("first") { "second" } else { "first" };
+            assert_eq!(report.message(), other, "re-raised: {text}");
+        }
+        other => panic!("the second panic was lost (re-raised: {text}): {other:?}"),
+    }
+}
+
+/// Review: when the scope's closure panicked, the items' panic was dropped
+/// with the scope. It goes to barriers then.
+pub fn a_scoped_items_panic_is_not_lost_when_the_scope_closure_panics(make: &MakeBuilder) {
+    let rt = make().build().unwrap();
+    let domain = rt.domain("scoped");
+    let mut item = Item::local(Boom("item"));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        domain.scope(|s| {
+            s.submit(&mut item);
+            panic!("closure");
+        })
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(rt.stats().panicked, 1);
+    let barrier = domain.synchronize().wait();
+    assert!(
+        matches!(&barrier, Err(SyncError::Panicked(r)) if r.message() == "item"),
+        "the item's panic was delivered nowhere: {barrier:?}"
+    );
+}

@@ -19,7 +19,6 @@ use crate::engine::context::{self};
 use crate::engine::observe::{self};
 use crate::engine::pool::{self};
 use crate::engine::shared::Shared;
-use crate::model::awaiting::Awaited;
 use crate::model::ids::Scope;
 use crate::model::ids::WaiterId;
 use crate::model::state::{State, Wake};
@@ -266,12 +265,13 @@ impl Future for Barrier {
             this.pending_since = observe::wait_started(&shared);
         }
         let (scope, below) = st.waiter_scope(id);
+        let awaited = st.awaited_range(scope, below);
         let previous = st.set_wake(id, Wake::Task(cx.waker().clone()), false);
         drop(st);
         drop(previous);
         // Inside an async call: the thread that polls it, or one waiting
         // for it, may run what this barrier waits for.
-        context::note_awaited(shared.id(), Awaited::Range { scope, below });
+        context::note_awaited(shared.id(), awaited);
         Poll::Pending
     }
 }

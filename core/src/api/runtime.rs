@@ -472,10 +472,11 @@ impl Builder {
 
     /// Builds the runtime.
     ///
-    /// Without [`Builder::executor`], the adapter comes from the enabled
-    /// cargo features in this order: `tokio` when the calling thread is
-    /// inside a tokio runtime, then `threads`, `smol`, `async-std`, and
-    /// finally `tokio` (which then fails: no tokio runtime to attach to).
+    /// Without [`Builder::executor`], enabling an adapter's cargo feature
+    /// selects it: `tokio` when the calling thread is inside a tokio
+    /// runtime; otherwise `smol`, then `async-std`, then `threads` (the
+    /// default feature, so the fallback); `tokio` alone outside a tokio
+    /// runtime fails (no tokio runtime to attach to).
     pub fn build(self) -> Result<Runtime, BuildError> {
         let mut config = self.config;
         if config.pool.max_workers == 0 {

@@ -6,6 +6,7 @@ use std::cell::{RefCell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use crate::api::domain::Domain;
 use crate::base::error::{PanicReport, TaskError};
@@ -15,7 +16,7 @@ use crate::engine::shared::Admission;
 use crate::model::call::Body;
 use crate::model::ids::Scope as Covers;
 use crate::model::item::{header_of, Header, Item, Mode, ScopeCounter, Work};
-use crate::model::state::{State, Wake};
+use crate::model::state::{PanicRecord, State, Wake};
 use crate::Cookie;
 
 /// Starts calls that borrow from the caller's stack, and submits items in
@@ -43,7 +44,6 @@ pub type ItemScope<'env> = Scope<'env>;
 /// A call started by [`Scope::spawn`]: wait for its value, or leave it to
 /// the scope, which waits for it anyway (and re-raises its panic if nobody
 /// took it).
-#[must_use = "the scope waits for the call anyway; wait for its value here or let it be"]
 pub struct ScopedTask<'scope, T> {
     /// Never turned into a reference: the call's thread writes the packet's
     /// work and value while the handle lives.
@@ -109,17 +109,17 @@ impl Work for ErasedCall {
 struct Spawned {
     packet: NonNull<()>,
     /// Takes the packet's untaken panic (lock held).
-    untaken_panic: unsafe fn(NonNull<()>, &mut State) -> Option<PanicReport>,
+    untaken_panic: unsafe fn(NonNull<()>, &mut State) -> Option<Arc<PanicRecord>>,
     /// Frees the packet (and a value nobody took).
     free: unsafe fn(NonNull<()>),
 }
 
 /// # Safety
 /// `packet` is a live `Packet<T>`.
-unsafe fn untaken_panic<T>(packet: NonNull<()>, st: &mut State) -> Option<PanicReport> {
+unsafe fn untaken_panic<T>(packet: NonNull<()>, st: &mut State) -> Option<Arc<PanicRecord>> {
     // SAFETY: guaranteed by the caller.
     let header = unsafe { Packet::<T>::header(packet.cast()) };
-    header.with(st, |slot| slot.panic.take()).map(|r| r.report())
+    header.with(st, |slot| slot.panic.take())
 }
 
 /// # Safety
@@ -278,22 +278,26 @@ impl<'env> Scope<'env> {
         drop(st);
     }
 
-    /// Once every call ended: the first panic nobody took (a submitted
-    /// item's, or a spawned call's whose handle did not take it), and the
-    /// spawned calls' packets freed.
-    fn finish(&self) -> Option<String> {
+    /// Once every call ended: frees the spawned calls' packets, and returns
+    /// the first panic nobody took (a submitted item's, or a spawned call's
+    /// whose handle did not take it) for the scope to re-raise, unless its
+    /// closure is unwinding. Every other such panic goes to the barriers,
+    /// so none is lost.
+    fn finish(&self, unwinding: bool) -> Option<PanicReport> {
         let spawned = std::mem::take(&mut *self.spawned.borrow_mut());
         let mut st = self.domain.shared().lock();
         // SAFETY: all calls ended; the lock is held.
-        let item_panic = unsafe { &mut *self.counter.as_ptr() }.panic.take();
-        let mut first = item_panic.map(|r| r.report());
+        let counter = unsafe { &mut *self.counter.as_ptr() };
+        let mut untaken: Vec<Arc<PanicRecord>> = counter.panic.take().into_iter().collect();
         for s in &spawned {
             // SAFETY: the packet is alive until freed below.
-            if let Some(report) = unsafe { (s.untaken_panic)(s.packet, &mut st) } {
-                if first.as_ref().is_none_or(|f| report.cookie() < f.cookie()) {
-                    first = Some(report);
-                }
-            }
+            untaken.extend(unsafe { (s.untaken_panic)(s.packet, &mut st) });
+        }
+        untaken.sort_by_key(|r| r.report().cookie());
+        let mut untaken = untaken.into_iter();
+        let raised = if unwinding { None } else { untaken.next() };
+        for record in untaken {
+            st.release_panic(record);
         }
         drop(st);
         for s in spawned {
@@ -301,7 +305,7 @@ impl<'env> Scope<'env> {
             // closure; values nobody took are dropped here.
             unsafe { (s.free)(s.packet) };
         }
-        first.map(|r| r.to_string())
+        raised.map(|r| r.report())
     }
 }
 
@@ -458,7 +462,9 @@ impl Domain {
     /// After every call ended: if `f` panicked (the panic continues), or,
     /// like `std::thread::scope`, if a call panicked and nobody took its
     /// panic (a submitted item's, or a spawned call's whose handle was not
-    /// waited for).
+    /// waited for): the first such panic is re-raised, and any other goes
+    /// to the barriers covering its call, as does every one when `f`
+    /// panicked.
     pub fn scope<'env, R>(&self, f: impl FnOnce(&Scope<'env>) -> R) -> R {
         let counter = UnsafeCell::new(ScopeCounter {
             remaining: 0,
@@ -479,15 +485,16 @@ impl Domain {
         impl Drop for WaitOnDrop<'_, '_> {
             fn drop(&mut self) {
                 self.0.wait_all();
-                // `f` is unwinding: its panic goes on, not a call's.
-                let _ = self.0.finish();
+                // `f` is unwinding: its panic goes on, and the calls' go to
+                // barriers.
+                let _ = self.0.finish(true);
             }
         }
         let guard = WaitOnDrop(&scope);
         let result = f(&scope);
         std::mem::forget(guard);
         scope.wait_all();
-        if let Some(panic) = scope.finish() {
+        if let Some(panic) = scope.finish(false) {
             panic!("kasync: a call in a scope panicked and nobody took it: {panic}");
         }
         result

@@ -151,8 +151,11 @@ pub struct JoinNext<'a, T: Send + 'static> {
 impl<T: Send + 'static> JoinNext<'_, T> {
     /// Blocks until a call of the set ends and returns its value (or its
     /// panic, or `Cancelled`), in the order the calls end; `None` once the
-    /// set is empty. Meanwhile this thread runs the set's calls that are
-    /// still queued. Where blocking would stall an async runtime it returns
+    /// set is empty. While none of the set's calls is running, this thread
+    /// runs the first one queued itself, so the set never waits for a
+    /// worker that is not coming; while one runs, it leaves the queued
+    /// ones to the workers, so a slow call run here never holds up the
+    /// join of a quick one. Where blocking would stall an async runtime it returns
     /// `Some(Err(TaskError::BlockingNotAllowed { .. }))` and takes nothing
     /// from the set: `.await` there instead.
     pub fn wait(self) -> Option<Result<T, TaskError>> {
@@ -177,14 +180,24 @@ impl<T: Send + 'static> JoinNext<'_, T> {
                 to_help,
             } = &mut *set;
             let domain = domain.id();
+            // This thread runs a member itself only while none is running:
+            // then the set never stalls for want of a worker (at the cap,
+            // or with every worker blocked), yet a slow member never delays
+            // the join of a quick one a worker ends meanwhile.
             let mut claim = |st: &mut State| {
-                while let Some(&cookie) = to_help.front() {
-                    if let Some(claimed) = st.claim_call(domain, cookie) {
-                        return Some(claimed);
-                    }
-                    to_help.pop_front();
+                let unjoined = members.len() - group.with(st, |g| g.ended_count());
+                // `to_help` holds every member still queued, and maybe some
+                // that started since: fewer entries than unjoined members
+                // means one is running. Pruned only when it may decide.
+                if unjoined > to_help.len() {
+                    return None;
                 }
-                None
+                to_help.retain(|&cookie| st.is_claimable(domain, cookie));
+                if unjoined > to_help.len() {
+                    return None;
+                }
+                let cookie = to_help.pop_front()?;
+                st.claim_call(domain, cookie)
             };
             let wait = pool::Wait {
                 scope: Scope::Domain(domain),

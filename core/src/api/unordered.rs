@@ -20,8 +20,9 @@ use crate::base::error::TaskError;
 type SpawnNext<T> = Box<dyn FnMut(&mut TaskSet<T>) -> bool + Send>;
 
 /// The results of [`Domain::map_unordered`], in the order their calls end:
-/// an [`Iterator`] whose `next` blocks (running the map's queued calls
-/// meanwhile), or, through [`UnorderedMap::into_stream`], a `Stream` that
+/// an [`Iterator`] whose `next` blocks (running a queued call of the map
+/// itself only while none runs, as [`JoinNext::wait`](crate::JoinNext::wait)
+/// does), or, through [`UnorderedMap::into_stream`], a `Stream` that
 /// holds no thread.
 ///
 /// A panicking input yields `Err(TaskError::Panicked(..))`, a cancelled one
@@ -118,8 +119,8 @@ impl<T: Send + 'static> UnorderedMap<T> {
 impl<T: Send + 'static> Iterator for UnorderedMap<T> {
     type Item = Result<T, TaskError>;
 
-    /// The next result to be ready; blocks until one is, running the map's
-    /// queued calls meanwhile.
+    /// The next result to be ready; blocks until one is (running a queued
+    /// call of the map itself only while none of them runs).
     ///
     /// # Panics
     ///

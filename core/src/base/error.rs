@@ -93,6 +93,21 @@ pub enum TaskError {
     },
 }
 
+impl TaskError {
+    /// The panic, if the call panicked.
+    pub fn panic(&self) -> Option<&PanicReport> {
+        match self {
+            TaskError::Panicked(report) => Some(report),
+            _ => None,
+        }
+    }
+
+    /// Whether the call was cancelled before it ran.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
+    }
+}
+
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -113,6 +128,8 @@ impl fmt::Display for TaskError {
     }
 }
 
+// `Panicked` displays its report, so it is not also a `source`: error
+// reporters would print it twice.
 impl Error for TaskError {}
 
 /// The reason [`SyncError::BlockingNotAllowed`] gives when a runtime is shut
@@ -173,6 +190,8 @@ impl fmt::Display for PanicReport {
         Ok(())
     }
 }
+
+impl Error for PanicReport {}
 
 /// Returned by `try_schedule` when the runtime already has `max_pending`
 /// unfinished calls. It hands the function back, uncalled.

@@ -23,7 +23,9 @@ pub use kasync_tokio::{NoRuntime, Tokio};
 use crate::base::error::BuildError;
 
 /// The executor picked from the enabled features; see
-/// [`Builder::build`](crate::Builder::build).
+/// [`Builder::build`](crate::Builder::build): enabling an adapter selects
+/// it. `tokio` inside a tokio runtime; otherwise `smol`, then `async-std`,
+/// then `threads`; `tokio` alone, outside a tokio runtime, cannot be built.
 pub(crate) fn from_features() -> Result<Arc<dyn Executor>, BuildError> {
     #[cfg(feature = "tokio")]
     {
@@ -31,19 +33,19 @@ pub(crate) fn from_features() -> Result<Arc<dyn Executor>, BuildError> {
             return Ok(Arc::new(tokio));
         }
     }
-    #[cfg(feature = "threads")]
+    #[cfg(feature = "smol")]
     {
-        return Ok(Arc::new(Threads));
+        return Ok(Arc::new(Smol));
     }
     #[allow(unreachable_code)]
     {
-        #[cfg(feature = "smol")]
-        {
-            return Ok(Arc::new(Smol));
-        }
         #[cfg(feature = "async-std")]
         {
             return Ok(Arc::new(AsyncStd));
+        }
+        #[cfg(feature = "threads")]
+        {
+            return Ok(Arc::new(Threads));
         }
         #[cfg(feature = "tokio")]
         {

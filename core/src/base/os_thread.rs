@@ -84,7 +84,8 @@ impl View {
             let stat = std::str::from_utf8(&buf[..n]).ok()?;
             // `<tid> (<name>) <state> ...`; the name may hold anything.
             let state = stat.get(stat.rfind(')')? + 2..)?.chars().next()?;
-            Some(state == 'R')
+            // `Z`, `X`: it exited and is not reaped yet; as good as gone.
+            (!matches!(state, 'Z' | 'X')).then_some(state == 'R')
         }
         #[cfg(not(unix))]
         {
@@ -122,6 +123,11 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         computing.join().unwrap();
+        // `join` returns once the thread cleared its id, a moment before
+        // the kernel reaps it: it goes within that moment, and then stays.
+        while view.runnable().is_some() {
+            std::thread::yield_now();
+        }
         assert_eq!(view.runnable(), None, "gone");
 
         let (tx, rx) = mpsc::channel();

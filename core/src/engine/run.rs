@@ -10,14 +10,14 @@ use crate::model::awaiting::Awaited;
 use crate::model::call::{self, Body, BoxFuture, Claimed, Finished};
 use crate::model::ids::DomainId;
 use crate::model::item::ItemCall;
-use crate::model::state::{State, Wakeups};
+use crate::model::state::{Nudge, State, Wakeups};
 use crate::Cookie;
 use std::any::Any;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 /// Turns a panic payload into a message, and drops the payload where its
 /// own `Drop` may panic too (a payload is any value): that second panic is
@@ -46,6 +46,9 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Arc<str>> {
 /// here, or `None` when it became a future on the executor, which reports its
 /// own outcome when it completes.
 pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
+    if call.cancelled {
+        return Some(settle(shared, call));
+    }
     let frame = Frame {
         runtime: shared.id(),
         domain: call.domain,
@@ -76,6 +79,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
                 Some(Finished {
                     outcome,
                     item: Some(item),
+                    cancelled: false,
                 })
             }
         }
@@ -93,6 +97,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
                         blocked: None,
                         item,
                         awaiting: Vec::new(),
+                        waker: None,
                     };
                     shared.executor.spawn_future(Box::pin(future));
                     return None;
@@ -100,6 +105,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
                 Err(message) => Some(Finished {
                     outcome: Err(message),
                     item,
+                    cancelled: false,
                 }),
             }
         }
@@ -109,6 +115,34 @@ pub(crate) fn execute(shared: &Arc<Shared>, call: Claimed) -> Option<Finished> {
         observer.finished(shared, finished.outcome.is_err());
     }
     finished
+}
+
+/// Settles a cancelled call on this thread: what it held is dropped (a
+/// task's closure, an async call's maker) and a detached item freed, in its
+/// frame, as a call's own drops run; a panic there is the call's. It then
+/// ends through `record_end`, which tells its item it was cancelled.
+fn settle(shared: &Arc<Shared>, call: Claimed) -> Finished {
+    observe::cancelled(shared, call.cookie);
+    let _frame = shared.call_frame(call.domain, call.cookie);
+    let (outcome, item) = match call.body {
+        Body::Item(item) => {
+            let told = catch(|| item.tell_cancelled());
+            if item.is_detached() {
+                // Nobody takes it back: freed before the call ends, as a
+                // detached item that ran is.
+                (told.and(catch(move || item.free())), None)
+            } else {
+                (told, Some(item))
+            }
+        }
+        Body::Async(make, item) => (catch(move || drop(make)), item),
+        body @ Body::Blocking(_) => (catch(move || drop(body)), None),
+    };
+    Finished {
+        outcome,
+        item,
+        cancelled: true,
+    }
 }
 
 /// An async call on its executor. Each poll runs with the call's frame pushed,
@@ -128,8 +162,10 @@ struct CallFuture {
     /// pending poll blocks that worker, so rule 3 replaces it.
     blocked: Option<BlockedWorker>,
     /// The kasync waits of its runtime its last pending poll awaited, as
-    /// the runtime knows them (`State::set_awaiting`).
+    /// the runtime knows them (`State::set_awaiting`), and the waker it
+    /// published with them.
     awaiting: Vec<Awaited>,
+    waker: Option<Waker>,
 }
 
 impl CallFuture {
@@ -176,7 +212,7 @@ impl Future for CallFuture {
                         // Ran a call it awaits: poll again at once.
                         continue;
                     }
-                    this.publish_awaiting(&shared, awaited);
+                    this.publish_awaiting(&shared, awaited, cx.waker());
                     if let Some(slot) = Self::blocking_worker(&shared) {
                         let (st, worker) = act::block_worker(&shared, shared.lock(), slot);
                         drop(st);
@@ -198,13 +234,21 @@ impl Future for CallFuture {
                 }
             }
         };
-        this.publish_awaiting(&shared, Vec::new());
+        this.publish_awaiting(&shared, Vec::new(), cx.waker());
         if let Some(shared) = this.shared.take() {
             if let Some(observer) = this.observer.take() {
                 observer.finished(&shared, outcome.is_err());
             }
             let item = this.item.take();
-            shared.finish_call(this.frame.domain, this.frame.cookie, Finished { outcome, item });
+            shared.finish_call(
+                this.frame.domain,
+                this.frame.cookie,
+                Finished {
+                    outcome,
+                    item,
+                    cancelled: false,
+                },
+            );
         }
         Poll::Ready(())
     }
@@ -243,17 +287,23 @@ impl CallFuture {
     }
 
     /// Tells the runtime what this pending call awaits (nothing once it is
-    /// polled to its end), so a thread waiting for it may run those calls;
-    /// and wakes the threads waiting for it when it starts to await
-    /// something. Takes the lock only when that changed.
-    fn publish_awaiting(&mut self, shared: &Shared, awaited: Vec<Awaited>) {
-        if awaited == self.awaiting {
+    /// polled to its end), so a thread waiting for it may run those calls,
+    /// and how to nudge its waiters (`waker`, its item) when such a call is
+    /// queued later; wakes the threads waiting for it when it starts to
+    /// await something. Takes the lock only when that changed.
+    fn publish_awaiting(&mut self, shared: &Shared, awaited: Vec<Awaited>, waker: &Waker) {
+        let same_waker = self.waker.as_ref().is_some_and(|w| w.will_wake(waker));
+        if awaited == self.awaiting && (awaited.is_empty() || same_waker) {
             return;
         }
         let (domain, cookie) = (self.frame.domain, self.frame.cookie);
+        let nudge = Nudge {
+            future: waker.clone(),
+            item: self.item.as_ref().map(ItemCall::header_ptr),
+        };
         let mut wakeups = Wakeups::default();
         let mut st = shared.lock();
-        if st.set_awaiting(domain, cookie, awaited.clone()) {
+        if st.set_awaiting(domain, cookie, awaited.clone(), nudge) && awaited != self.awaiting {
             st.wake_helper_for(domain, cookie);
             if let Some(item) = &self.item {
                 item.wake_waiter(&mut st, &mut wakeups);
@@ -261,6 +311,7 @@ impl CallFuture {
         }
         drop(st);
         self.awaiting = awaited;
+        self.waker = Some(waker.clone());
         wakeups.wake_all();
     }
 }
@@ -273,12 +324,16 @@ impl Drop for CallFuture {
             }
         }
         if let Some(shared) = self.shared.clone() {
-            self.publish_awaiting(&shared, Vec::new());
+            self.publish_awaiting(&shared, Vec::new(), futures::task::noop_waker_ref());
         }
         if let Some(shared) = self.shared.take() {
-            // Its own `Drop` is user code: contained, like a panic in a poll.
+            // Its own `Drop` is user code: contained, like a panic in a poll,
+            // and run in the call's frame, as the call's own drops are (a
+            // drop that waits on its call is refused, not a hang).
             let future = self.future.take();
+            let frame = FrameGuard::enter(self.frame);
             let _ = catch(move || drop(future));
+            drop(frame);
             if let Some(observer) = self.observer.take() {
                 observer.finished(&shared, true);
             }
@@ -290,6 +345,7 @@ impl Drop for CallFuture {
                 Finished {
                     outcome: Err(Arc::from("async call was dropped by its executor before it finished")),
                     item: self.item.take(),
+                    cancelled: false,
                 },
             );
         }
@@ -349,7 +405,17 @@ impl Shared {
     ) {
         // The item learns of its end in the same critical section in which
         // the call stops counting as pending.
-        st.finish(domain, cookie, finished.outcome, finished.item, wakeups);
+        if finished.cancelled {
+            if let Some(item) = finished.item {
+                // An owned item learns it was cancelled; an orphaned one was
+                // freed above, a detached one when it was settled.
+                let leftover = item.cancel(st, wakeups);
+                debug_assert!(leftover.is_none(), "an item nobody takes back is freed first");
+            }
+            st.finish_cancelled(domain, cookie, finished.outcome, wakeups);
+        } else {
+            st.finish(domain, cookie, finished.outcome, finished.item, wakeups);
+        }
         if st.space_waiters > 0 {
             self.space_cv.notify_one();
         }

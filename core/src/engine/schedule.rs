@@ -7,7 +7,7 @@ use crate::engine::shared::{Admission, Overflow, Shared};
 use crate::model::call::Body;
 use crate::model::ids::DomainId;
 use crate::model::ids::Scope;
-use crate::model::state::State;
+use crate::model::state::{State, Wakeups};
 use crate::Cookie;
 use std::sync::Arc;
 
@@ -71,7 +71,11 @@ impl Shared {
             return Some(cookie);
         }
         let start = pool::on_enqueue(self, &mut st, domain, cookie);
+        // A pending async call may await it: nudge its waiters to run it.
+        let mut wakeups = Wakeups::default();
+        st.nudge_awaiting(domain, cookie, &mut wakeups);
         drop(st);
+        wakeups.wake_all();
         if start.threads_to_start() {
             pool::start_threads(self, start);
         }

@@ -11,39 +11,57 @@ use crate::Cookie;
 /// One kasync wait a pending async call awaits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Awaited {
-    /// A barrier: the calls of `scope` below `below`.
-    Range { scope: Scope, below: u64 },
+    /// A barrier: the calls of `scope` below `below`. `domain_uid` names a
+    /// domain scope's domain for good: the registry does not keep domains
+    /// alive, and a slot may be reused once its domain is gone.
+    Range { scope: Scope, below: u64, domain_uid: u64 },
     /// A task or item: that one call.
     Call { domain: DomainId, cookie: Cookie },
 }
 
-/// A pending async call and the waits its last poll found pending.
-struct Pending {
+/// A pending async call, the waits its last poll found pending, and `N`:
+/// how to nudge those who wait for it when a call it awaits is queued.
+struct Pending<N> {
     domain: DomainId,
     cookie: Cookie,
     awaits: Vec<Awaited>,
+    nudge: N,
 }
 
 /// The pending async calls that await kasync waits of their own runtime.
 /// Usually empty: an entry exists only between a pending poll that awaited
 /// a kasync wait and the call's next poll.
-#[derive(Default)]
-pub(crate) struct Awaiting {
-    calls: Vec<Pending>,
+pub(crate) struct Awaiting<N> {
+    calls: Vec<Pending<N>>,
 }
 
-impl Awaiting {
+impl<N> Default for Awaiting<N> {
+    fn default() -> Self {
+        Awaiting { calls: Vec::new() }
+    }
+}
+
+impl<N> Awaiting<N> {
     /// Call `cookie` of `domain` is pending, awaiting `awaits` (none: it is
-    /// polled again, or awaits nothing kasync knows).
-    pub(crate) fn set(&mut self, domain: DomainId, cookie: Cookie, awaits: Vec<Awaited>) {
+    /// polled again, or awaits nothing kasync knows), and `nudge` reaches
+    /// those who wait for it.
+    pub(crate) fn set(&mut self, domain: DomainId, cookie: Cookie, awaits: Vec<Awaited>, nudge: N) {
         let at = self.calls.iter().position(|p| p.cookie == cookie && p.domain == domain);
         match (at, awaits.is_empty()) {
             (Some(at), true) => {
                 self.calls.swap_remove(at);
             }
-            (Some(at), false) => self.calls[at].awaits = awaits,
+            (Some(at), false) => {
+                self.calls[at].awaits = awaits;
+                self.calls[at].nudge = nudge;
+            }
             (None, true) => {}
-            (None, false) => self.calls.push(Pending { domain, cookie, awaits }),
+            (None, false) => self.calls.push(Pending {
+                domain,
+                cookie,
+                awaits,
+                nudge,
+            }),
         }
     }
 
@@ -57,6 +75,18 @@ impl Awaiting {
             }
         }
         out
+    }
+
+    /// The pending calls that await something `covers` accepts: their
+    /// domain, cookie and nudge.
+    pub(crate) fn awaiting(
+        &self,
+        mut covers: impl FnMut(&Awaited) -> bool,
+    ) -> impl Iterator<Item = (DomainId, Cookie, &N)> {
+        self.calls
+            .iter()
+            .filter(move |p| p.awaits.iter().any(&mut covers))
+            .map(|p| (p.domain, p.cookie, &p.nudge))
     }
 
     /// Whether no pending call awaits anything: the common case, checked
@@ -76,26 +106,30 @@ mod tests {
 
     #[test]
     fn entries_are_set_replaced_and_removed() {
-        let mut a = Awaiting::default();
+        let mut a = Awaiting::<()>::default();
         let d = DomainId(0);
         let range = Awaited::Range {
             scope: Scope::Full,
             below: u64::MAX,
+            domain_uid: 0,
         };
         let call = Awaited::Call {
             domain: d,
             cookie: cookie(9),
         };
-        a.set(d, cookie(3), vec![range]);
-        a.set(d, cookie(4), vec![call]);
+        a.set(d, cookie(3), vec![range], ());
+        a.set(d, cookie(4), vec![call], ());
         assert_eq!(a.awaited_by(|_, c| c == cookie(3)), [range]);
-        a.set(d, cookie(3), vec![call, range]);
+        a.set(d, cookie(3), vec![call, range], ());
         assert_eq!(a.awaited_by(|_, c| c <= cookie(4)), [call, range, call]);
-        a.set(d, cookie(3), Vec::new());
-        a.set(d, cookie(4), Vec::new());
+        let covering: Vec<_> = a.awaiting(|w| *w == range).map(|(_, c, _)| c).collect();
+        assert_eq!(covering, [cookie(3)]);
+        a.set(d, cookie(3), Vec::new(), ());
+        a.set(d, cookie(4), Vec::new(), ());
         assert!(a.is_empty());
+        assert_eq!(a.awaiting(|_| true).count(), 0);
         // Removing what is not there is nothing.
-        a.set(d, cookie(5), Vec::new());
+        a.set(d, cookie(5), Vec::new(), ());
         assert!(a.is_empty());
     }
 }

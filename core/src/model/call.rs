@@ -40,17 +40,26 @@ pub(crate) struct Finished {
     pub(crate) outcome: Outcome,
     /// The item to tell about it (not for detached items: already freed).
     pub(crate) item: Option<ItemCall>,
+    /// It was cancelled: its body was dropped, not run.
+    pub(crate) cancelled: bool,
 }
 
 impl From<Outcome> for Finished {
     fn from(outcome: Outcome) -> Finished {
-        Finished { outcome, item: None }
+        Finished {
+            outcome,
+            item: None,
+            cancelled: false,
+        }
     }
 }
 
-/// A claimed call, ready to run on the claiming thread.
+/// A claimed call, ready to run on the claiming thread, or, if it was
+/// cancelled, to be settled there: its body dropped in its frame, without
+/// running.
 pub(crate) struct Claimed {
     pub(crate) domain: DomainId,
     pub(crate) cookie: Cookie,
     pub(crate) body: Body,
+    pub(crate) cancelled: bool,
 }

@@ -31,13 +31,22 @@ impl DomainHint {
     }
 }
 
-/// One pending call of a domain: queued while `body` is `Some`. A call
-/// being cancelled, or claimed out of order by a wait for it, has no body
-/// and is not done yet.
+/// One pending call of a domain: queued while it has its `body` and is not
+/// `cancelled`; cancelled but not settled while it has both (its body is
+/// yet to be dropped, by the cancelling thread or a thread waiting for it);
+/// running, or being settled, once its body is taken; then `done`.
 struct CallSlot {
     cookie: Cookie,
     body: Option<Body>,
+    cancelled: bool,
     done: bool,
+}
+
+impl CallSlot {
+    /// Whether a worker may claim it.
+    fn is_queued(&self) -> bool {
+        self.body.is_some() && !self.cancelled
+    }
 }
 
 /// A domain's pending calls, in cookie order. Calls start in cookie order
@@ -94,6 +103,7 @@ impl DomainState {
         self.calls.push_back(CallSlot {
             cookie,
             body: Some(body),
+            cancelled: false,
             done: false,
         });
         self.unfinished += 1;
@@ -112,7 +122,7 @@ impl DomainState {
 
     /// Takes the lowest queued call.
     pub(crate) fn claim(&mut self) -> Option<(Cookie, Body)> {
-        let slot = self.calls.get_mut(self.started)?;
+        let slot = self.calls.get_mut(self.started).filter(|slot| slot.is_queued())?;
         let cookie = slot.cookie;
         let body = slot.body.take()?;
         self.started += 1;
@@ -120,22 +130,34 @@ impl DomainState {
         Some((cookie, body))
     }
 
-    /// Takes the queued call `cookie` to run it now, ahead of the domain's
-    /// earlier queued calls if any: a wait for that one call (a task, an
-    /// item) runs it and nothing unrelated. Its slot stays in place, running,
-    /// until it finishes. `None` if it is not queued.
-    pub(crate) fn claim_call(&mut self, cookie: Cookie) -> Option<Body> {
-        let at = self.queued_at(cookie)?;
-        let body = self.calls[at].body.take();
+    /// Takes call `cookie` for a wait for that one call (a task, an item)
+    /// to run it now, ahead of the domain's earlier queued calls if any, or,
+    /// if it is cancelled and not settled yet, to settle it (`true`: drop
+    /// its body in its frame and end it). Its slot stays in place until it
+    /// finishes. `None` if it is neither.
+    pub(crate) fn claim_call(&mut self, cookie: Cookie) -> Option<(Body, bool)> {
+        let at = self.calls.binary_search_by_key(&cookie, |slot| slot.cookie).ok()?;
+        let slot = &mut self.calls[at];
+        debug_assert!(slot.body.is_none() || slot.cancelled || at >= self.started);
+        let body = slot.body.take()?;
+        let cancelled = slot.cancelled;
         self.skip_taken();
-        body
+        Some((body, cancelled))
+    }
+
+    /// Whether [`DomainState::claim_call`] would take call `cookie`: it is
+    /// queued, or cancelled and not settled yet.
+    pub(crate) fn is_claimable(&self, cookie: Cookie) -> bool {
+        self.calls
+            .binary_search_by_key(&cookie, |slot| slot.cookie)
+            .is_ok_and(|at| self.calls[at].body.is_some())
     }
 
     /// Where the queued call `cookie` is, if it is queued.
     fn queued_at(&self, cookie: Cookie) -> Option<usize> {
         // Every call is in cookie order; the queued ones are in `calls[started..]`.
         let at = self.calls.binary_search_by_key(&cookie, |slot| slot.cookie).ok()?;
-        (at >= self.started && self.calls[at].body.is_some()).then_some(at)
+        (at >= self.started && self.calls[at].is_queued()).then_some(at)
     }
 
     /// Marks a started call finished. Returns whether the lowest unfinished
@@ -169,39 +191,55 @@ impl DomainState {
         true
     }
 
-    /// Takes the body of the queued, unstarted call `cookie`: it will never
-    /// run. Its slot stays, unfinished, until [`DomainState::finish`]
-    /// (once its closure is dropped, with the runtime's lock released), so
-    /// the call counts as finished for barriers only then. `None` if the
-    /// call is not queued (started, finished, cancelled, or never in this
-    /// domain), or is an item borrowed by a scope (which promises its items
-    /// run).
-    pub(crate) fn cancel(&mut self, cookie: Cookie) -> Option<Body> {
-        let at = self.queued_at(cookie)?;
-        if self.calls[at].body.as_ref().is_some_and(Body::is_scoped) {
-            return None;
+    /// Cancels the queued, unstarted call `cookie`: it will never run. Its
+    /// slot keeps its body, cancelled, until it is settled
+    /// ([`DomainState::take_cancelled`], or a wait for it,
+    /// [`DomainState::claim_call`]), and stays, unfinished, until then, so
+    /// the call counts as finished for barriers only once what it held is
+    /// gone. `false` if the call is not queued (started, finished,
+    /// cancelled, or never in this domain), or is an item borrowed by a
+    /// scope (which promises its items run).
+    pub(crate) fn cancel(&mut self, cookie: Cookie) -> bool {
+        let Some(at) = self.queued_at(cookie) else {
+            return false;
+        };
+        let slot = &mut self.calls[at];
+        if slot.body.as_ref().is_some_and(Body::is_scoped) {
+            return false;
         }
-        let body = self.calls[at].body.take();
+        slot.cancelled = true;
         self.skip_taken();
-        body
+        true
     }
 
-    /// Takes the bodies of every queued, unstarted call but scoped items
-    /// (see [`DomainState::cancel`]) into `out`.
-    pub(crate) fn cancel_queued(&mut self, out: &mut Vec<(Cookie, Body)>) {
+    /// Cancels every queued, unstarted call but scoped items (see
+    /// [`DomainState::cancel`]); their cookies go to `out`, in order.
+    pub(crate) fn cancel_queued(&mut self, out: &mut Vec<Cookie>) {
         for slot in self.calls.range_mut(self.started..) {
-            if slot.body.as_ref().is_some_and(|body| !body.is_scoped()) {
-                out.extend(slot.body.take().map(|body| (slot.cookie, body)));
+            if slot.is_queued() && !slot.body.as_ref().is_some_and(Body::is_scoped) {
+                slot.cancelled = true;
+                out.push(slot.cookie);
             }
         }
         self.skip_taken();
     }
 
-    /// Counts the slots at the queue's head whose body was taken (cancelled,
+    /// Takes the body of the cancelled call `cookie` to settle it, unless a
+    /// thread waiting for it took it first.
+    pub(crate) fn take_cancelled(&mut self, cookie: Cookie) -> Option<Body> {
+        let at = self.calls.binary_search_by_key(&cookie, |slot| slot.cookie).ok()?;
+        let slot = &mut self.calls[at];
+        if !slot.cancelled {
+            return None;
+        }
+        slot.body.take()
+    }
+
+    /// Counts the slots at the queue's head that are not queued (cancelled,
     /// or claimed out of order) as started: they are not claimable, so the
     /// next queued call is always a real one.
     fn skip_taken(&mut self) {
-        while self.calls.get(self.started).is_some_and(|slot| slot.body.is_none()) {
+        while self.calls.get(self.started).is_some_and(|slot| !slot.is_queued()) {
             self.started += 1;
         }
     }

@@ -280,6 +280,12 @@ impl ItemCall {
         }
     }
 
+    /// Its header, for the awaiting registry to reach its waiter while its
+    /// call is pending.
+    pub(crate) fn header_ptr(&self) -> NonNull<Header> {
+        self.ptr
+    }
+
     /// Wakes whoever waits for the item's call (a blocked thread, or the
     /// task awaiting it), without its end: the call now awaits something
     /// the waiter may run.
@@ -387,10 +393,13 @@ impl ItemCall {
             } => {
                 // SAFETY: as above.
                 let counter = unsafe { &mut *counter.as_ptr() };
+                counter.count_down(wakeups);
+                // The scope re-raises one panic; any other goes to barriers.
                 if counter.panic.is_none() {
                     counter.panic = panic;
+                } else {
+                    return panic;
                 }
-                counter.count_down(wakeups);
             }
         }
         None
@@ -401,7 +410,8 @@ impl ItemCall {
 /// stack frame and is only accessed under the state lock.
 pub(crate) struct ScopeCounter {
     pub(crate) remaining: usize,
-    /// The first panic among its calls, which the scope re-raises.
+    /// The first panic among its submitted items, which the scope
+    /// re-raises (later ones go to barriers).
     pub(crate) panic: Option<Arc<PanicRecord>>,
     pub(crate) wake: Wake,
 }
@@ -434,6 +444,11 @@ impl Group {
     /// The member whose call ended first and was not taken yet.
     pub(crate) fn take_ended(&mut self) -> Option<usize> {
         self.ended.pop_front()
+    }
+
+    /// How many members' calls ended and were not taken yet.
+    pub(crate) fn ended_count(&self) -> usize {
+        self.ended.len()
     }
 
     /// Whether a member's call ended that was not taken yet.

@@ -7,6 +7,7 @@
 //! Nothing here blocks, spawns or runs user code; callers collect [`Wakeups`]
 //! and act on them after unlocking. That is what the loom model exercises.
 
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
@@ -20,7 +21,7 @@ use crate::model::call::{Body, Claimed, Outcome};
 use crate::model::domain::{DomainHint, DomainState};
 use crate::model::growth::PoolState;
 use crate::model::ids::{DomainId, Scope, WaiterId};
-use crate::model::item::ItemCall;
+use crate::model::item::{Header, ItemCall};
 use crate::Cookie;
 
 /// A blocking domain wait spins before parking (and is woken early by the
@@ -46,6 +47,21 @@ pub(crate) struct WaiterState {
     /// A blocked thread that will run newly queued calls it covers.
     helper: bool,
 }
+
+/// How to reach those who wait for a pending async call once a call it
+/// awaits is queued: its future's waker (its poller, on an executor that
+/// polls futures on the caller, then runs the queued call itself) and its
+/// item's waiter (a thread in its task's wait).
+pub(crate) struct Nudge {
+    pub(crate) future: Waker,
+    /// The header of the async call's item, if it has one (`spawn_async`).
+    pub(crate) item: Option<NonNull<Header>>,
+}
+
+// SAFETY: the header pointer is only dereferenced under the state lock,
+// while its call is pending: the call takes its registry entry away (under
+// the lock) before it ends, and its item lives until it ended.
+unsafe impl Send for Nudge {}
 
 /// A panic of one call. A call with a handle (a task, an item, a scope)
 /// keeps its record there, and the handle delivers it; otherwise the
@@ -152,7 +168,7 @@ pub(crate) struct State {
     full_waiters: Vec<WaiterId>,
     unreported: Vec<Arc<PanicRecord>>,
     /// Pending async calls and the kasync waits they await.
-    awaiting: Awaiting,
+    awaiting: Awaiting<Nudge>,
     pub(crate) pool: PoolState<Arc<Condvar>>,
     pub(crate) counters: Counters,
     pub(crate) shutdown: bool,
@@ -303,23 +319,67 @@ impl State {
     fn claim_from(&mut self, domain: DomainId) -> Option<Claimed> {
         let (cookie, body) = self.domains[domain.0].claim()?;
         self.left_queue(domain, 1);
-        Some(Claimed { domain, cookie, body })
+        Some(Claimed {
+            domain,
+            cookie,
+            body,
+            cancelled: false,
+        })
     }
 
     /// A wait for the one call `cookie` of `domain` (a task, an item): takes
     /// it if it is still queued, ahead of the domain's earlier queued calls,
     /// which the waiter does not depend on.
+    /// If it was cancelled and is not settled yet, the waiter settles it
+    /// (a cancelled call whose drop waits for a later call of the same
+    /// cancellation must not wait for the cancelling thread to get there).
     pub(crate) fn claim_call(&mut self, domain: DomainId, cookie: Cookie) -> Option<Claimed> {
         let d = self.domains.get_mut(domain.0)?;
-        let body = d.claim_call(cookie)?;
-        self.left_queue(domain, 1);
-        Some(Claimed { domain, cookie, body })
+        let (body, cancelled) = d.claim_call(cookie)?;
+        if !cancelled {
+            self.left_queue(domain, 1);
+        }
+        Some(Claimed {
+            domain,
+            cookie,
+            body,
+            cancelled,
+        })
+    }
+
+    /// Whether [`State::claim_call`] would take call `cookie` of `domain`.
+    pub(crate) fn is_claimable(&self, domain: DomainId, cookie: Cookie) -> bool {
+        self.domains.get(domain.0).is_some_and(|d| d.is_claimable(cookie))
+    }
+
+    /// What an async call awaits when its poll finds the barrier over
+    /// `scope`/`below` pending.
+    pub(crate) fn awaited_range(&self, scope: Scope, below: u64) -> Awaited {
+        let domain_uid = match scope {
+            Scope::Domain(id) => self.domains.get(id.0).map_or(0, |d| d.uid),
+            Scope::Full => 0,
+        };
+        Awaited::Range {
+            scope,
+            below,
+            domain_uid,
+        }
     }
 
     /// A queued call `awaited` covers, lowest first.
     pub(crate) fn claim_awaited_call(&mut self, awaited: Awaited) -> Option<Claimed> {
         match awaited {
-            Awaited::Range { scope, below } => self.claim_for(scope, below),
+            Awaited::Range {
+                scope,
+                below,
+                domain_uid,
+            } => {
+                if let Scope::Domain(id) = scope {
+                    // Its domain may be gone, and its slot reused.
+                    self.domains.get(id.0).filter(|d| d.uid == domain_uid)?;
+                }
+                self.claim_for(scope, below)
+            }
             Awaited::Call { domain, cookie } => self.claim_call(domain, cookie),
         }
     }
@@ -357,13 +417,55 @@ impl State {
     }
 
     /// Async call `cookie` of `domain` is pending and awaits `awaits` (none:
-    /// it no longer awaits a kasync wait). Returns whether it now awaits
-    /// something, in which case the caller wakes the threads waiting for it
-    /// ([`State::wake_helper_for`], its item's waiter), to help.
-    pub(crate) fn set_awaiting(&mut self, domain: DomainId, cookie: Cookie, awaits: Vec<Awaited>) -> bool {
+    /// it no longer awaits a kasync wait); `nudge` reaches those who wait for
+    /// it. Returns whether it now awaits something, in which case the caller
+    /// wakes the threads waiting for it ([`State::wake_helper_for`], its
+    /// item's waiter), to help.
+    pub(crate) fn set_awaiting(
+        &mut self,
+        domain: DomainId,
+        cookie: Cookie,
+        awaits: Vec<Awaited>,
+        nudge: Nudge,
+    ) -> bool {
         let awaiting = !awaits.is_empty();
-        self.awaiting.set(domain, cookie, awaits);
+        self.awaiting.set(domain, cookie, awaits, nudge);
         awaiting
+    }
+
+    /// Call `cookie` of `domain` was just queued: whoever waits for a
+    /// pending async call that awaits it is nudged (the call's poller, its
+    /// task's waiter, a barrier's helper), so that one of them runs it
+    /// instead of waiting for a worker that may never come.
+    pub(crate) fn nudge_awaiting(&mut self, domain: DomainId, cookie: Cookie, wakeups: &mut Wakeups) {
+        if self.awaiting.is_empty() {
+            return;
+        }
+        let d = &self.domains[domain.0];
+        let (registered, uid) = (d.registered, d.uid);
+        let nudged: Vec<(DomainId, Cookie, Waker, Option<NonNull<Header>>)> = self
+            .awaiting
+            .awaiting(|a| match *a {
+                Awaited::Range {
+                    scope: Scope::Domain(d),
+                    below,
+                    domain_uid,
+                } => d == domain && domain_uid == uid && cookie.get() < below,
+                Awaited::Range { scope: Scope::Full, .. } => registered,
+                Awaited::Call { .. } => false,
+            })
+            .map(|(d, c, n)| (d, c, n.future.clone(), n.item))
+            .collect();
+        for (d, c, future, item) in nudged {
+            if self.domains.contains(d.0) {
+                self.wake_helper_for(d, c);
+            }
+            wakeups.wakers.push(future);
+            if let Some(header) = item {
+                // SAFETY: see `Nudge`: the entry goes before its call ends.
+                unsafe { header.as_ref() }.with(self, |slot| slot.wake.fire(wakeups));
+            }
+        }
     }
 
     /// The ready domain whose next queued call has the lowest cookie, among
@@ -388,7 +490,7 @@ impl State {
     pub(crate) fn claim_for(&mut self, scope: Scope, below: u64) -> Option<Claimed> {
         match scope {
             Scope::Domain(id) => {
-                let next = self.domains[id.0].next_queued()?;
+                let next = self.domains.get(id.0)?.next_queued()?;
                 if next.get() < below {
                     self.claim_from(id)
                 } else {
@@ -516,28 +618,41 @@ impl State {
         self.publish_panic(record);
     }
 
-    /// Takes the queued, unstarted call `cookie` of `domain` out of the
-    /// queue: it never runs. Returns its body, for the caller to drop (or,
-    /// for an item, to settle) with the lock released, and then to end with
-    /// [`State::finish_cancelled`]: until then the call is still pending,
-    /// so no barrier over it returns before its closure is gone. `None` if
-    /// it is not queued (started, finished, cancelled before, or a scoped
-    /// item).
-    pub(crate) fn cancel(&mut self, domain: DomainId, cookie: Cookie) -> Option<Body> {
-        let body = self.domains.get_mut(domain.0)?.cancel(cookie)?;
-        self.left_queue(domain, 1);
-        self.counters.cancelled += 1;
-        Some(body)
+    /// Cancels the queued, unstarted call `cookie` of `domain`: it leaves
+    /// the queue and never runs, but stays pending, its body in place, until
+    /// it is settled ([`State::take_cancelled`]: its body dropped with the
+    /// lock released, then [`State::finish_cancelled`]), so no barrier over
+    /// it returns before what it held is gone. `false` if it is not queued
+    /// (started, finished, cancelled before, or a scoped item).
+    pub(crate) fn cancel(&mut self, domain: DomainId, cookie: Cookie) -> bool {
+        let cancelled = self.domains.get_mut(domain.0).is_some_and(|d| d.cancel(cookie));
+        if cancelled {
+            self.left_queue(domain, 1);
+            self.counters.cancelled += 1;
+        }
+        cancelled
     }
 
-    /// Takes every queued, unstarted call of `domain` but scoped items out
-    /// of the queue into `out` (see [`State::cancel`]).
-    pub(crate) fn cancel_domain(&mut self, domain: DomainId, out: &mut Vec<(Cookie, Body)>) {
+    /// Cancels every queued, unstarted call of `domain` but scoped items
+    /// (see [`State::cancel`]); their cookies go to `out`, in order.
+    pub(crate) fn cancel_domain(&mut self, domain: DomainId, out: &mut Vec<Cookie>) {
         let before = out.len();
         self.domains[domain.0].cancel_queued(out);
         let n = out.len() - before;
         self.left_queue(domain, n);
         self.counters.cancelled += n as u64;
+    }
+
+    /// The cancelled call `cookie` of `domain`, to settle, unless a thread
+    /// waiting for it took it first (it settles it then).
+    pub(crate) fn take_cancelled(&mut self, domain: DomainId, cookie: Cookie) -> Option<Claimed> {
+        let body = self.domains.get_mut(domain.0)?.take_cancelled(cookie)?;
+        Some(Claimed {
+            domain,
+            cookie,
+            body,
+            cancelled: true,
+        })
     }
 
     /// `n` queued calls of `domain` left the queue (claimed or cancelled).
