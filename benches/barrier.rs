@@ -8,7 +8,7 @@
 //!   covered call has already finished (no lock is taken), alone and from two
 //!   threads at once.
 //!
-//! Run with `cargo bench --bench barrier`.
+//! Run with `cargo bench -p kasync-benches --bench barrier`.
 
 use std::sync::mpsc;
 use std::thread;

@@ -13,7 +13,7 @@
 //! kasync's own time over the ideal goes (dispatch onto workers, and the
 //! registration chain after the last probe).
 //!
-//! Run with `cargo bench --bench boot`.
+//! Run with `cargo bench -p kasync-benches --bench boot`.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;

@@ -4,7 +4,7 @@
 //! runtime's one lock, like the kernel's `async_lock`, keeps it near 1),
 //! next to rayon doing the same from inside a scope.
 //!
-//! Run with `cargo bench --bench contention`.
+//! Run with `cargo bench -p kasync-benches --bench contention`.
 
 use std::hint::black_box;
 use std::thread;

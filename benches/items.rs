@@ -1,7 +1,7 @@
 //! Cost per call: allocations and nanoseconds for kasync's caller-owned items
 //! and closures against rayon `spawn` and tokio `spawn`, in one run. Each
 //! contender runs batches of trivial calls and waits for them.
-//! Run with `cargo bench --bench items`.
+//! Run with `cargo bench -p kasync-benches --bench items`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

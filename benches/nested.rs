@@ -4,7 +4,7 @@
 //! thread: tokio's blocking pool and rayon deadlock (shown once each, with a
 //! timeout). kasync with `max_workers(8)` finishes because waiting parents
 //! run their own children; at default settings it is compared with the
-//! `blocking` crate. Run with `cargo bench --bench nested`.
+//! `blocking` crate. Run with `cargo bench -p kasync-benches --bench nested`.
 
 use std::sync::mpsc;
 use std::thread;

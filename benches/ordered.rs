@@ -38,7 +38,7 @@
 //! `block_on(spawn_blocking)` on tokio, `block_on(unblock)` on `blocking` and
 //! `std::thread::spawn` + `join`, in interleaved rounds.
 //!
-//! Run with `cargo bench --bench ordered`.
+//! Run with `cargo bench -p kasync-benches --bench ordered`.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

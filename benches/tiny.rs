@@ -8,7 +8,7 @@
 //! boot of 256 sleeping calls grew first: what short calls cost once the pool
 //! is large.
 //!
-//! Run with `cargo bench --bench tiny`.
+//! Run with `cargo bench -p kasync-benches --bench tiny`.
 
 use std::hint::black_box;
 use std::time::Duration;

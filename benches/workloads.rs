@@ -22,8 +22,9 @@
 //! table also shows the lower bound, sequential time over the CPUs; the
 //! mixed one its CPU time over the CPUs with every sleep covered.
 //!
-//! Run with `cargo bench --bench workloads [-- DIR]`; `KASYNC_BENCH_ROUNDS`
-//! sets the rounds (default 5).
+//! Run with `cargo bench -p kasync-benches --bench workloads [-- DIR]` (a
+//! relative DIR is taken from `benches/`, where cargo runs the benches);
+//! `KASYNC_BENCH_ROUNDS` sets the rounds (default 5).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

@@ -1,16 +1,12 @@
-//! An application start-up on async-std: blocking probes run in parallel on
-//! async-std's blocking pool, async probes run as async-std tasks, each
-//! registers in cookie order, and the application awaits the start-up
-//! domain's barrier from inside `async_std::task::block_on`.
+//! An application start-up on smol: blocking probes run in parallel on
+//! kasync's worker threads, async probes run as tasks on smol's executor,
+//! each registers in cookie order, and the application awaits the start-up
+//! domain's barrier from inside `smol::block_on`.
 //!
-//! It also shows what a blocking `.wait()` does inside `block_on`, where it
-//! would stall the executor: it returns a clear error at once.
+//! It also shows what a blocking `.wait()` does where it would stall smol's
+//! executor (inside an async call): it returns a clear error at once.
 //!
-//! async-std is deprecated upstream in favour of smol (see
-//! `smol_startup.rs`); the adapter is kept for applications that still run
-//! on it.
-//!
-//! Run with `cargo run --release --example async_std_startup --features async-std`.
+//! Run with `cargo run --release -p kasync-examples --example smol_startup --features smol`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,9 +26,9 @@ const PROBES: &[(&str, bool, u64)] = &[
 fn main() {
     let start = Instant::now();
     let rt = Runtime::builder()
-        .executor(kasync::executor::AsyncStd)
+        .executor(kasync::executor::Smol)
         .build()
-        .expect("the async-std adapter");
+        .expect("the smol adapter");
     let startup = rt.domain("startup");
     let order = Arc::new(Mutex::new(Vec::new()));
 
@@ -40,7 +36,7 @@ fn main() {
         let (domain, order) = (startup.clone(), order.clone());
         if is_async {
             startup.schedule_async(move |cookie| async move {
-                async_std::task::sleep(Duration::from_millis(ms)).await;
+                smol::Timer::after(Duration::from_millis(ms)).await;
                 // Awaiting holds no thread.
                 domain.synchronize_cookie(cookie).await.expect("earlier probes");
                 order.lock().unwrap().push((name, cookie, start.elapsed()));
@@ -54,13 +50,19 @@ fn main() {
         }
     }
 
-    async_std::task::block_on(async {
-        // Blocking here would stall the executor: kasync refuses with an
-        // error instead of hanging.
-        match startup.synchronize().wait() {
-            Err(error @ SyncError::BlockingNotAllowed { .. }) => println!("`.wait()` inside block_on: {error}"),
-            other => println!("`.wait()` inside block_on returned {other:?}"),
-        }
+    // Blocking inside an async call would stall smol's executor: kasync
+    // refuses with an error instead of hanging.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d = startup.clone();
+    rt.exclusive_domain("misuse").schedule_async(move |_| async move {
+        tx.send(d.synchronize().wait()).unwrap();
+    });
+    match rx.recv().unwrap() {
+        Err(error @ SyncError::BlockingNotAllowed { .. }) => println!("`.wait()` inside an async call: {error}"),
+        other => println!("`.wait()` inside an async call returned {other:?}"),
+    }
+
+    smol::block_on(async {
         startup.synchronize().await.expect("start-up finished");
     });
     println!("\n{:<10} {:>6} {:>14}", "probe", "cookie", "registered ms");

@@ -2,7 +2,7 @@
 //! async I/O, some with blocking calls — register in cookie order, and the
 //! service awaits the start-up domain's barrier before it serves.
 //!
-//! Run with `cargo run --release --example tokio_service --features tokio`.
+//! Run with `cargo run --release -p kasync-examples --example tokio_service --features tokio`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
