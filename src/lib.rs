@@ -82,16 +82,53 @@
 //! assert_eq!(sizes, [10, 9]);
 //! ```
 //!
-//! Which API for which job:
+//! * **Borrowing:** inside [`Domain::scope`], [`Scope::spawn`] runs calls
+//!   that borrow from the caller's stack, as `std::thread::scope` does;
+//!   `scope` returns once every one of them ended.
 //!
-//! | job | API | threads held while waiting | allocations per call |
-//! | --- | --- | --- | --- |
-//! | fire-and-forget slow calls, kernel style | [`schedule`], [`Domain::schedule`] | none (barriers help) | 0 up to 32 bytes of captures, else 1 |
-//! | publish in cookie order from inside the calls | `schedule` + [`Domain::synchronize_cookie`] | one per waiting call | as above |
-//! | a value back from one call | [`spawn`], [`Domain::spawn`] | none | 1 |
-//! | caller-owned memory, no allocation | [`Domain::submit`] / [`Item`] | none | 0 |
-//! | a batch of borrowed items, all waited for | [`Domain::scope`] | none | 0 |
-//! | many inputs, results in input order, bounded memory | [`Domain::map_ordered`] | none | 1 |
+//! ```
+//! let rt = kasync::Runtime::new().unwrap();
+//! let text = String::from("alpha beta gamma");
+//! let mut lengths = vec![0; 3];
+//! rt.domain("words").scope(|s| {
+//!     for (slot, word) in lengths.iter_mut().zip(text.split(' ')) {
+//!         s.spawn(move |_| *slot = word.len()); // borrows `text` and `lengths`
+//!     }
+//! });
+//! assert_eq!(lengths, [5, 4, 5]);
+//! ```
+//!
+//! * **Completion order:** a [`TaskSet`] joins its calls as they end
+//!   ([`TaskSet::join_next`]); [`Domain::map_unordered`] is `map_ordered`
+//!   in completion order.
+//!
+//! ```
+//! let rt = kasync::Runtime::new().unwrap();
+//! let mut set = rt.domain("set").task_set();
+//! for n in 1..=3u64 {
+//!     set.spawn(move |_| n * n);
+//! }
+//! let mut sum = 0;
+//! while let Some(square) = set.join_next().wait() {
+//!     sum += square?; // a TaskError goes through `?`
+//! }
+//! assert_eq!(sum, 14);
+//! # Ok::<(), kasync::TaskError>(())
+//! ```
+//!
+//! Which API for which job, and what you may know it as elsewhere:
+//!
+//! | job | API | elsewhere | threads held while waiting | allocations per call |
+//! | --- | --- | --- | --- | --- |
+//! | fire-and-forget slow calls, kernel style | [`schedule`], [`Domain::schedule`] | tokio `spawn_blocking` without the handle (no order) | none (barriers help) | 0 up to 32 bytes of captures, else 1 |
+//! | publish in cookie order from inside the calls | `schedule` + [`Domain::synchronize_cookie`] | nothing built in: channels by hand | one per waiting call | as above |
+//! | a value back from one call | [`spawn`], [`Domain::spawn`] | tokio `spawn_blocking`'s `JoinHandle`; `rayon::spawn` + a channel | none | 1 |
+//! | caller-owned memory, no allocation | [`Domain::submit`] / [`Item`] | nothing built in | none | 0 |
+//! | calls that borrow from the stack, all ended on return | [`Domain::scope`] + [`Scope::spawn`] | `std::thread::scope`, `rayon::scope` | none (the scope helps) | 2 |
+//! | a batch of borrowed items, all waited for | [`Domain::scope`] + [`Scope::submit`] | nothing built in | none | 0 |
+//! | calls joined one by one as they end | [`Domain::task_set`] + [`TaskSet::join_next`] | tokio `JoinSet::join_next`; futures `FuturesUnordered` | none | 1 |
+//! | many inputs, results in input order, bounded memory | [`Domain::map_ordered`] | futures `buffered`; rayon `par_iter().map().collect()` (all inputs at once) | none | 1 |
+//! | many inputs, results as they end, bounded memory | [`Domain::map_unordered`] | futures `buffer_unordered` | none | 1 |
 //!
 //! # Which waits are guaranteed to finish
 //!
@@ -125,11 +162,18 @@
 //!
 //! Cargo features pick the adapter: `threads` (default, native threads),
 //! `tokio`, `async-std` (deprecated upstream; kept for its users) and `smol`.
-//! With several enabled, [`Runtime::new`] picks tokio when called inside a
-//! tokio runtime, else threads, smol, async-std, in that order;
-//! [`Builder::executor`] chooses explicitly.
+//! Enabling an adapter selects it: with several enabled, [`Runtime::new`]
+//! picks tokio when called inside a tokio runtime, else smol, then
+//! async-std, then threads (and [`runtime`], the global one, the same but
+//! never the caller's tokio runtime); [`Builder::executor`] chooses
+//! explicitly.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+// Every Rust block of the README compiles and runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 use std::future::Future;
 use std::sync::OnceLock;

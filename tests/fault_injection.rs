@@ -374,7 +374,7 @@ fn a_refused_watchdog_leaves_no_call_to_parked_workers() {
             .unwrap();
         // A chain of parents that wait (without helping) on a child in the
         // next domain: each blocked parent's worker is replaced at once
-        // (rule 3), so four workers exist, idle once the chain is done.
+        // (*compensate at once*), so four workers exist, idle once the chain is done.
         fn parent(rt: Arc<Runtime>, domains: Arc<Vec<Domain>>, level: usize) {
             if level + 1 < domains.len() {
                 let (rt2, domains2) = (rt.clone(), domains.clone());

@@ -31,7 +31,9 @@
 //! exactly them: a task or item it waits for, or what an async call it waits
 //! for awaits); **borrow the waiter's thread** ([`Barrier::wait`] first runs the
 //! queued calls it covers, lowest first; a wait for one [`Task`] or
-//! [`Submitted`] runs that call if it is queued, and nothing else; a thread
+//! [`Submitted`] runs that call if it is queued, and nothing else; a
+//! [`Domain::scope`] runs its own queued calls; [`TaskSet::join_next`] runs
+//! a queued member only while none of the set's calls runs; a thread
 //! waiting for an async call that is pending on a kasync wait runs the
 //! queued calls that wait covers; all at most [`Builder::help_depth`]
 //! deep; [`Barrier::wait_no_help`] and [`Builder::help`] turn this off);
@@ -58,8 +60,9 @@
 //!   what it needs on its own thread.
 //! * **Acyclic waits finish below the cap.** Say call A *waits for* call B
 //!   when A waits on a barrier covering B, on B's [`Task`] or [`Submitted`],
-//!   on a [`Domain::scope`] holding B, or on an async call that is pending
-//!   on one of these. If that graph has no cycle and all waiting goes
+//!   on a [`Domain::scope`] holding B, on a [`TaskSet`] holding B (while no
+//!   other member runs), or on an async call that is pending on one of
+//!   these. If that graph has no cycle and all waiting goes
 //!   through kasync, everything finishes as long as the cap leaves one
 //!   thread per `help_depth` levels of the longest chain of waits: a waiter
 //!   runs the queued calls it waits for itself, so the calls stacked on one

@@ -280,7 +280,7 @@ fn loom_waiter_woken_early_is_woken_again_when_its_call_ends() {
 
 /// An async call that awaits a call queued after it, on an executor that
 /// polls futures on the worker: the pending poll blocks that worker, which
-/// counts as blocked, so rule 3 starts a second one for the queued call.
+/// counts as blocked, so *compensate at once* starts a second one for the queued call.
 #[test]
 fn loom_pending_async_call_on_a_worker_is_compensated() {
     loom::model(|| {

@@ -45,7 +45,8 @@ use crate::Cookie;
 ///   blocks.
 ///
 /// ```
-/// let rt = kasync_core::Runtime::new().unwrap();
+/// # use kasync_core as kasync;
+/// let rt = kasync::Runtime::new().unwrap();
 /// rt.schedule(|_| {});
 /// // Blocking:
 /// rt.synchronize_full().wait().unwrap();

@@ -37,7 +37,8 @@ impl Drop for DomainRef {
 /// all refer to the same domain.
 ///
 /// ```
-/// let rt = kasync_core::Runtime::new().unwrap();
+/// # use kasync_core as kasync;
+/// let rt = kasync::Runtime::new().unwrap();
 /// let disks = rt.exclusive_domain("disks");
 /// for n in 0..4 {
 ///     disks.schedule(move |cookie| println!("probing disk {n} as call {cookie}"));
@@ -168,10 +169,11 @@ impl Domain {
     /// while polling is reported like a panic in a blocking call.
     ///
     /// ```
-    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// # use kasync_core as kasync;
+    /// let rt = kasync::Runtime::new().unwrap();
     /// let domain = rt.default_domain();
     /// domain.schedule_async(|cookie| async move {
-    ///     assert_eq!(kasync_core::current_cookie(), Some(cookie));
+    ///     assert_eq!(kasync::current_cookie(), Some(cookie));
     /// });
     /// domain.synchronize().wait().unwrap();
     /// ```
@@ -220,8 +222,9 @@ impl Domain {
     /// scheduled before it in this domain:
     ///
     /// ```
+    /// # use kasync_core as kasync;
     /// use std::sync::{Arc, Mutex};
-    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// let rt = kasync::Runtime::new().unwrap();
     /// let registered = Arc::new(Mutex::new(Vec::new()));
     /// let domain = rt.default_domain().clone();
     /// for n in 0..8u32 {

@@ -398,10 +398,11 @@ impl crate::Domain {
     /// two outstanding calls:
     ///
     /// ```compile_fail
-    /// # use kasync_core::{Cookie, Item, Work};
+    /// # use kasync_core as kasync;
+    /// # use kasync::{Cookie, Item, Work};
     /// # struct Nop;
     /// # impl Work for Nop { fn run(&mut self, _: Cookie) {} }
-    /// # let rt = kasync_core::Runtime::new().unwrap();
+    /// # let rt = kasync::Runtime::new().unwrap();
     /// let item = Item::new(Nop);
     /// let first = rt.default_domain().submit(item);
     /// let second = rt.default_domain().submit(item); // error: `item` was moved

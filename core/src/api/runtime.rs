@@ -36,13 +36,13 @@ pub struct Stats {
     /// Times the executor refused to start a worker (the runtime kept going
     /// with the workers it had).
     pub spawn_failures: u64,
-    /// Calls run by a waiting thread instead of a worker (rule 2).
+    /// Calls run by a waiting thread instead of a worker (*borrow the waiter's thread*).
     pub helped: u64,
     /// Replacement workers started because a worker blocked in a kasync wait
-    /// (rule 3).
+    /// (*compensate at once*).
     pub compensations: u64,
     /// Watchdog ticks that found the pool stalled and added workers, or woke
-    /// parked ones (rule 4).
+    /// parked ones (*grow by progress*).
     pub stalls: u64,
     /// The most workers alive at once.
     pub peak_workers: usize,
@@ -64,7 +64,8 @@ pub struct Stats {
 /// functions; build your own for isolation (tests, libraries) or settings.
 ///
 /// ```
-/// use kasync_core::{Overflow, Runtime};
+/// # use kasync_core as kasync;
+/// use kasync::{Overflow, Runtime};
 /// let rt = Runtime::builder()
 ///     .max_workers(8)
 ///     .overflow(Overflow::Block)
@@ -199,7 +200,8 @@ impl Runtime {
     /// still running are not in it yet.
     ///
     /// ```
-    /// let rt = kasync_core::Runtime::builder().record_timeline(true).build().unwrap();
+    /// # use kasync_core as kasync;
+    /// let rt = kasync::Runtime::builder().record_timeline(true).build().unwrap();
     /// rt.schedule(|_| {});
     /// rt.synchronize_full().wait().unwrap();
     /// let timeline = rt.timeline().unwrap();
@@ -224,7 +226,8 @@ impl Runtime {
     /// places behaves the same way: it never hangs.
     ///
     /// ```
-    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// # use kasync_core as kasync;
+    /// let rt = kasync::Runtime::new().unwrap();
     /// let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     /// for _ in 0..100 {
     ///     let counter = counter.clone();
@@ -292,8 +295,9 @@ impl fmt::Debug for Runtime {
 /// Settings for a [`Runtime`]. Every setting has a sensible default.
 ///
 /// ```
+/// # use kasync_core as kasync;
 /// use std::time::Duration;
-/// let rt = kasync_core::Runtime::builder()
+/// let rt = kasync::Runtime::builder()
 ///     .max_workers(64)
 ///     .min_workers(2)
 ///     .keep_alive(Duration::from_secs(5))
@@ -386,7 +390,7 @@ impl Builder {
     }
 
     /// Turns the stall watchdog off: only compensation for kasync waits
-    /// (rule 3) and helping (rule 2) add workers beyond the eager ones.
+    /// (*compensate at once*) and helping (*borrow the waiter's thread*) add workers beyond the eager ones.
     pub fn no_stall_watchdog(mut self) -> Builder {
         self.config.pool.tick = None;
         self

@@ -92,7 +92,8 @@ impl<T: Send + 'static> TaskWork<T> for AsyncTask<T> {
 /// and its value is dropped (its panic, if it panics, goes to barriers).
 ///
 /// ```
-/// let rt = kasync_core::Runtime::new().unwrap();
+/// # use kasync_core as kasync;
+/// let rt = kasync::Runtime::new().unwrap();
 /// let mut task = rt.spawn(|cookie| cookie.get() * 2);
 /// let cookie = task.cookie();
 /// assert_eq!(task.wait().unwrap(), cookie.get() * 2);
@@ -220,7 +221,8 @@ impl Domain {
     /// [`Task`] for its value. One allocation: the task's box.
     ///
     /// ```
-    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// # use kasync_core as kasync;
+    /// let rt = kasync::Runtime::new().unwrap();
     /// let probes = rt.domain("probes");
     /// let tasks: Vec<_> = (0..4u64).map(|n| probes.spawn(move |_| n * n)).collect();
     /// let squares: Vec<u64> = tasks.into_iter().map(|mut t| t.wait().unwrap()).collect();
@@ -255,7 +257,8 @@ impl Domain {
     /// [`Task`] for the value of the future `f` makes.
     ///
     /// ```
-    /// let rt = kasync_core::Runtime::new().unwrap();
+    /// # use kasync_core as kasync;
+    /// let rt = kasync::Runtime::new().unwrap();
     /// let task = rt.default_domain().spawn_async(|cookie| async move { cookie.get() + 1 });
     /// let cookie = task.cookie();
     /// assert_eq!(futures::executor::block_on(task).unwrap(), cookie.get() + 1);
@@ -292,7 +295,8 @@ impl Domain {
     /// The domain stays usable.
     ///
     /// ```
-    /// let rt = kasync_core::Runtime::builder().max_workers(1).build().unwrap();
+    /// # use kasync_core as kasync;
+    /// let rt = kasync::Runtime::builder().max_workers(1).build().unwrap();
     /// let (tx, rx) = std::sync::mpsc::channel::<()>();
     /// let work = rt.domain("work");
     /// rt.schedule(move |_| rx.recv().unwrap()); // holds the only worker

@@ -12,7 +12,8 @@ use std::num::NonZeroU64;
 /// kernel's "probe in parallel, register in order" pattern.
 ///
 /// ```
-/// # let rt = kasync_core::Runtime::new().unwrap();
+/// # use kasync_core as kasync;
+/// # let rt = kasync::Runtime::new().unwrap();
 /// let first = rt.schedule(|_| {});
 /// let second = rt.schedule(|_| {});
 /// assert!(first < second);

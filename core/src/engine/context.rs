@@ -51,9 +51,10 @@ pub(crate) fn thread_condvar() -> Arc<Condvar> {
 /// barrier, and including the polls of an async call.
 ///
 /// ```
-/// # let rt = kasync_core::Runtime::new().unwrap();
-/// assert!(!kasync_core::current_is_async());
-/// rt.schedule(|_| assert!(kasync_core::current_is_async()));
+/// # use kasync_core as kasync;
+/// # let rt = kasync::Runtime::new().unwrap();
+/// assert!(!kasync::current_is_async());
+/// rt.schedule(|_| assert!(kasync::current_is_async()));
 /// # rt.synchronize_full().wait().unwrap();
 /// ```
 pub fn current_is_async() -> bool {

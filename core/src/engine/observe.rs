@@ -58,7 +58,7 @@ pub(crate) struct CallObserver {
 pub(crate) fn call_started(shared: &Shared, domain: crate::model::ids::DomainId, cookie: Cookie) -> CallObserver {
     let recorded = shared.recorder.as_ref().map(|recorder| {
         // On a waiting thread (not a worker, or a worker already inside a
-        // call): the call is helped (rule 2).
+        // call): the call is helped (*borrow the waiter's thread*).
         let helped = context::depth() > 0 || context::worker_slot(shared.id()).is_none();
         recorder.started(cookie, helped, now())
     });
@@ -228,13 +228,13 @@ pub(crate) fn spawn_refused(shared: &Shared) {
     });
 }
 
-/// Rule 3 started a replacement for a worker blocking in a kasync wait.
+/// *Compensate at once* started a replacement for a worker blocking in a kasync wait.
 pub(crate) fn compensated() {
     #[cfg(feature = "tracing")]
     contained(|| tracing::debug!(target: "kasync", "worker blocks in a wait: replacement started"));
 }
 
-/// Rule 4 found the pool stalled and adds `added` workers to `running`.
+/// *Grow by progress* found the pool stalled and adds `added` workers to `running`.
 pub(crate) fn stalled(added: usize, running: usize) {
     let _ = (added, running);
     #[cfg(feature = "tracing")]

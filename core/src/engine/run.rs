@@ -159,7 +159,7 @@ struct CallFuture {
     item: Option<ItemCall>,
     /// Set while the kasync worker polling it waits for it to be woken:
     /// on an executor that polls futures on the caller (threads), a
-    /// pending poll blocks that worker, so rule 3 replaces it.
+    /// pending poll blocks that worker, so *compensate at once* replaces it.
     blocked: Option<BlockedWorker>,
     /// The kasync waits of its runtime its last pending poll awaited, as
     /// the runtime knows them (`State::set_awaiting`), and the waker it
@@ -255,7 +255,7 @@ impl Future for CallFuture {
 }
 
 impl CallFuture {
-    /// Rule 2 on the thread polling a pending call, where the executor polls
+    /// *Borrow the waiter's thread* on the thread polling a pending call, where the executor polls
     /// futures on the caller (the threads adapter): that thread blocks until
     /// the call is woken, so it first runs a queued call the poll awaits,
     /// with the pending call's frame pushed (a wait in the helped call that

@@ -1,6 +1,6 @@
 //! What pending async calls wait for. An async call whose poll found a
 //! kasync wait pending (a barrier, a task, an item) holds no thread, but a
-//! thread blocked waiting for that call depends on what it awaits: rule 2
+//! thread blocked waiting for that call depends on what it awaits: *borrow the waiter's thread*
 //! lets that thread run those calls (`State::claim_awaited`), so a chain
 //! "thread waits on async call A, A awaits call B" finishes with one thread
 //! on every executor, not only where futures are polled on the waiter.

@@ -39,7 +39,7 @@ pub(crate) enum Phase {
     /// last tick without reading the clock per call.
     Running,
     /// Blocked in a kasync wait it cannot help with, or in an async call
-    /// polled on it that is pending: rule 3 replaced it.
+    /// polled on it that is pending: *compensate at once* replaced it.
     Blocked,
     /// Idle, spinning for a moment before it parks: it takes a call queued
     /// meanwhile without being woken.
@@ -487,7 +487,7 @@ impl<P> PoolState<P> {
         self.may_wake_parked(s)
     }
 
-    /// Rule 3: worker `slot` is about to block in a kasync wait (or in a
+    /// *Compensate at once*: worker `slot` is about to block in a kasync wait (or in a
     /// pending async call). A parked worker takes its place if there is one;
     /// otherwise a new one starts. Returns the phase to restore afterwards.
     pub(crate) fn on_block(&mut self, s: &Settings, slot: usize, queued: usize) -> (Phase, Actions) {
@@ -569,7 +569,7 @@ impl<P> PoolState<P> {
         self.waiting_for_thread(queued) > 0 && self.request_watchdog(s)
     }
 
-    /// Rule 4, once per tick (at least `stall_timeout` after the last one):
+    /// *Grow by progress*, once per tick (at least `stall_timeout` after the last one):
     /// keep `eager_workers` workers runnable while calls wait for a thread.
     ///
     /// `facts` say which workers running calls were on a CPU and which were

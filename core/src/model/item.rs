@@ -24,14 +24,15 @@ use crate::Cookie;
 /// The work an [`Item`] describes: the kernel's `async_func_t` with its data.
 ///
 /// ```
-/// use kasync_core::{Cookie, Item, Work};
+/// # use kasync_core as kasync;
+/// use kasync::{Cookie, Item, Work};
 /// struct Probe { port: u16, found: bool }
 /// impl Work for Probe {
 ///     fn run(&mut self, _cookie: Cookie) {
 ///         self.found = self.port % 2 == 0; // slow, blocking probing here
 ///     }
 /// }
-/// let rt = kasync_core::Runtime::new().unwrap();
+/// let rt = kasync::Runtime::new().unwrap();
 /// let item = Item::new(Probe { port: 80, found: false });
 /// let item = rt.default_domain().submit(item).wait().unwrap();
 /// assert!(item.found);

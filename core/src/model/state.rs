@@ -385,7 +385,7 @@ impl State {
     }
 
     /// What a barrier over `scope`/`below` may run: the lowest queued call
-    /// it covers, or else (rule 2 through an async call) a queued call that
+    /// it covers, or else (*borrow the waiter's thread* through an async call) a queued call that
     /// a pending async call it covers awaits.
     pub(crate) fn claim_for_barrier(&mut self, scope: Scope, below: u64) -> Option<Claimed> {
         if let Some(claimed) = self.claim_for(scope, below) {
@@ -478,7 +478,7 @@ impl State {
             .min_by_key(|id| self.domains[id.0].next_queued())
     }
 
-    /// Rule 1: the lowest queued cookie of the whole runtime.
+    /// *Lowest cookie first*: the lowest queued cookie of the whole runtime.
     pub(crate) fn claim_lowest(&mut self) -> Option<Claimed> {
         let id = self.lowest_ready(|_| true)?;
         let claimed = self.claim_from(id)?;
@@ -486,7 +486,7 @@ impl State {
         Some(claimed)
     }
 
-    /// Rule 2: the lowest queued call a barrier over `scope`/`below` covers.
+    /// *Borrow the waiter's thread*: the lowest queued call a barrier over `scope`/`below` covers.
     pub(crate) fn claim_for(&mut self, scope: Scope, below: u64) -> Option<Claimed> {
         match scope {
             Scope::Domain(id) => {
@@ -813,7 +813,7 @@ impl State {
         self.waiters.remove(id).wake
     }
 
-    /// Rule 2 for calls queued while a barrier waits: wakes one blocked,
+    /// *Borrow the waiter's thread* for calls queued while a barrier waits: wakes one blocked,
     /// helping waiter that covers the new call. Returns whether one was woken.
     pub(crate) fn wake_helper_for(&mut self, domain: DomainId, cookie: Cookie) -> bool {
         let d = &self.domains[domain.0];

@@ -176,7 +176,7 @@ impl Drop for Reservation {
     }
 }
 
-/// A worker counted as blocked (rule 3), to be unblocked with
+/// A worker counted as blocked (*compensate at once*), to be unblocked with
 /// [`unblock_worker`].
 #[must_use]
 pub(crate) struct BlockedWorker {
@@ -184,7 +184,7 @@ pub(crate) struct BlockedWorker {
     before: Phase,
 }
 
-/// Rule 3: this thread, worker `slot`, is about to block in a kasync wait
+/// *Compensate at once*: this thread, worker `slot`, is about to block in a kasync wait
 /// or a pending async call. A parked worker takes its place, or a new one
 /// starts. Returns the guard (released and taken again if threads were
 /// started).

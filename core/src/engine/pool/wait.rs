@@ -1,6 +1,7 @@
-//! The one blocking-wait loop that barriers, items and scopes share: rules 2
-//! (help with what you wait for) and 3 (a worker that must block is
-//! replaced) applied to the calling thread.
+//! The one blocking-wait loop that barriers, items and scopes share: the
+//! growth rule's *borrow the waiter's thread* (help with what you wait for)
+//! and *compensate at once* (a worker that must block is replaced),
+//! applied to the calling thread.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::model::ids::Scope;
 use crate::model::state::{State, Wake, NEAR_CALLS};
 
 /// Takes a queued call the wait depends on, for the waiting thread to run
-/// (rule 2): a barrier's lowest covered call ([`State::claim_for_barrier`]),
+/// (*borrow the waiter's thread*): a barrier's lowest covered call ([`State::claim_for_barrier`]),
 /// the one call a task or item wait is for ([`State::claim_for_call`]), or
 /// one of a scope's own calls.
 pub(crate) type Helper<'a> = &'a mut dyn FnMut(&mut State) -> Option<Claimed>;
@@ -39,7 +40,7 @@ pub(crate) struct Wait<'a> {
     pub(crate) deadline: Option<Instant>,
 }
 
-/// Blocks the calling thread until `is_done`, applying rules 2 and 3: it runs
+/// Blocks the calling thread until `is_done`, applying *borrow the waiter's thread* and *compensate at once*: it runs
 /// queued calls the wait covers (up to `help_depth` deep), and a worker about
 /// to block is replaced when calls are queued. `arm` registers how to wake
 /// this thread (and whether it helps) with the thing waited for. Returns the
@@ -96,7 +97,7 @@ pub(crate) fn block_until<'a>(
             break false;
         }
         if let (Some(slot), None) = (worker_slot, &blocked) {
-            // Rule 3: this worker is about to block in a kasync wait.
+            // *Compensate at once*: this worker is about to block in a kasync wait.
             let (guard, worker) = act::block_worker(shared, st, slot);
             st = guard;
             blocked = Some(worker);

@@ -1,4 +1,4 @@
-//! The watchdog thread (rule 4): exists only while calls are queued behind
+//! The watchdog thread (*grow by progress*): exists only while calls are queued behind
 //! a busy pool, and looks at it once per `stall_timeout`.
 
 use std::sync::Arc;

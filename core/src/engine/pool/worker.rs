@@ -1,6 +1,6 @@
-//! A worker thread's loop: claim the lowest queued cookie (rule 1), run it,
+//! A worker thread's loop: claim the lowest queued cookie (*lowest cookie first*), run it,
 //! and when nothing is queued spin briefly, then park until woken or until
-//! `keep_alive` passes (rule 5).
+//! `keep_alive` passes (*cap and shrink*).
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -27,7 +27,8 @@ use crate::Cookie;
 /// domain and labelled with its cookie, waits drawn as hatched bands.
 ///
 /// ```
-/// let rt = kasync_core::Runtime::builder().record_timeline(true).build().unwrap();
+/// # use kasync_core as kasync;
+/// let rt = kasync::Runtime::builder().record_timeline(true).build().unwrap();
 /// let probes = rt.domain("probes");
 /// for _ in 0..4 {
 ///     probes.schedule(|_| {});
@@ -74,7 +75,7 @@ pub struct CallRecord {
     pub finished: Instant,
     /// Whether it panicked.
     pub panicked: bool,
-    /// Whether it ran on a waiting thread instead of a worker (rule 2).
+    /// Whether it ran on a waiting thread instead of a worker (*borrow the waiter's thread*).
     pub helped: bool,
 }
 
