@@ -504,18 +504,11 @@ impl Domain {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::mpsc;
+    use std::sync::{mpsc, Arc};
 
     use crate::{Runtime, TaskError};
 
-    /// Counts its drops.
-    struct Counted<'a>(&'a AtomicUsize);
-
-    impl Drop for Counted<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::base::drop_count::Counted;
 
     /// The packets behind scoped calls: borrowed memory written by calls,
     /// values taken, left untaken and panicked, a closure that unwinds
@@ -525,14 +518,14 @@ mod tests {
     fn miri_scoped_calls_borrow_and_free_each_packet_once() {
         let rt = Runtime::builder().max_workers(1).no_stall_watchdog().build().unwrap();
         let domain = rt.default_domain();
-        let drops = AtomicUsize::new(0);
+        let drops = Arc::new(AtomicUsize::new(0));
         let mut slots = [0u64; 3];
         let taken = domain.scope(|s| {
             for (i, slot) in slots.iter_mut().enumerate() {
                 s.spawn(move |_| *slot = i as u64 + 1);
             }
-            let mut waited = s.spawn(|_| Counted(&drops));
-            s.spawn(|_| Counted(&drops)); // its value is freed by the scope
+            let mut waited = s.spawn(|_| Counted(drops.clone()));
+            s.spawn(|_| Counted(drops.clone())); // its value is freed by the scope
             let mut panicked = s.spawn(|_| -> u8 { panic!("taken") });
             assert!(matches!(panicked.wait(), Err(TaskError::Panicked(_))));
             waited.wait().unwrap()

@@ -322,14 +322,7 @@ mod tests {
 
     use crate::{Runtime, TaskError};
 
-    /// Counts its drops.
-    struct Counted(Arc<AtomicUsize>);
-
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::base::drop_count::Counted;
 
     #[test]
     fn miri_task_values_cancels_and_detaches_free_each_box_once() {

@@ -268,14 +268,7 @@ mod tests {
 
     use crate::Runtime;
 
-    /// Counts its drops.
-    struct Counted(Arc<AtomicUsize>);
-
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::base::drop_count::Counted;
 
     /// A set's members point at its group: joined, cancelled, ended and
     /// left in the set, and running when the set is dropped. Each value is

@@ -2,6 +2,8 @@
 //! closures and the executor seam. Imports nothing above it.
 
 pub(crate) mod cookie;
+#[cfg(test)]
+pub(crate) mod drop_count;
 pub(crate) mod error;
 pub mod executor;
 pub(crate) mod inline_fn;
