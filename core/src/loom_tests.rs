@@ -621,3 +621,23 @@ fn loom_a_cancelled_call_is_settled_once_by_its_canceller_or_its_waiter() {
         assert_eq!(drops.load(Ordering::SeqCst), 1);
     });
 }
+
+/// A set's joiner and a worker race for its members: the joiner runs one
+/// only while none runs, a member's end is never lost, and each member is
+/// joined exactly once, in the order the calls ended, both by `.wait()`
+/// and by `.await`.
+#[test]
+fn loom_a_task_set_joins_each_member_once_while_joiner_and_worker_race() {
+    loom::model(|| {
+        let rt = runtime(1);
+        let domain = rt.default_domain();
+        let mut set = domain.task_set();
+        set.spawn(|_| 1u32);
+        set.spawn(|_| 2u32);
+        let first = set.join_next().wait().unwrap().unwrap();
+        let second = loom::future::block_on(set.join_next()).unwrap().unwrap();
+        assert_eq!(first + second, 3);
+        assert!(set.join_next().wait().is_none());
+        rt.synchronize_full().wait().unwrap();
+    });
+}

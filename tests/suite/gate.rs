@@ -1,6 +1,7 @@
 //! A one-shot gate: calls block on it until the test opens it. Tests use
 //! gates and channels to order events, never sleeps.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -78,4 +79,20 @@ pub fn hold_a_worker(rt: &kasync::Runtime) -> OpenOnDrop {
     });
     started_rx.recv_timeout(HANG).expect("the holding call started");
     OpenOnDrop(gate)
+}
+
+/// An iterator that counts how many items were pulled from it (a map's
+/// window bound, counted with atomics).
+pub struct Pulled<I> {
+    pub inner: I,
+    pub pulled: Arc<AtomicUsize>,
+}
+
+impl<I: Iterator> Iterator for Pulled<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.inner.next()?;
+        self.pulled.fetch_add(1, Ordering::SeqCst);
+        Some(item)
+    }
 }

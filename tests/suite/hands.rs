@@ -12,7 +12,7 @@ use futures::future::FusedFuture;
 use futures::StreamExt;
 use kasync::{Cookie, Item, SyncError, TaskError, WaitError, Work};
 
-use super::gate::{hold_a_worker, leak_and_fail, panic_text, Gate, OpenOnDrop, HANG};
+use super::gate::{hold_a_worker, leak_and_fail, panic_text, Gate, OpenOnDrop, Pulled, HANG};
 use super::MakeBuilder;
 
 // ---- scoped calls ------------------------------------------------------------
@@ -220,6 +220,55 @@ pub fn a_task_set_joiner_leaves_queued_members_to_workers_while_one_runs(make: &
     assert_eq!(set.join_next().wait(), Some(Ok(None)));
 }
 
+/// A member that joins its own set, where nothing else can end, gets
+/// `WouldDeadlock` (a wait for itself) instead of hanging.
+pub fn a_member_joining_its_own_set_is_refused(make: &MakeBuilder) {
+    let rt = make().max_workers(2).build().unwrap();
+    let domain = rt.domain("set");
+    let set = Arc::new(Mutex::new(domain.task_set::<Option<String>>()));
+    let (tx, rx) = mpsc::channel();
+    let gate = Gate::new();
+    let _release = OpenOnDrop(gate.clone());
+    let (me, g) = (set.clone(), gate.clone());
+    let cookie = set.lock().unwrap().spawn(move |_| {
+        g.wait(); // until its cookie is known
+        let joined = me.lock().unwrap().join_next().wait();
+        tx.send(joined.map(|r| r.map(|_| ()))).unwrap();
+        None
+    });
+    gate.open();
+    match rx.recv_timeout(HANG) {
+        Ok(joined) => assert_eq!(joined, Some(Err(TaskError::WouldDeadlock { waiter: cookie }))),
+        Err(_) => {
+            std::mem::forget(set);
+            leak_and_fail(rt, "a member joining its own set hung".into());
+        }
+    }
+}
+
+/// An async call awaiting a set of its own domain finishes with one
+/// worker: the set's queued member is noted as awaited, and whoever waits
+/// for the async call runs it.
+pub fn an_async_call_awaiting_a_set_finishes_with_one_worker(make: &MakeBuilder) {
+    let rt = make().max_workers(1).build().unwrap();
+    let domain = rt.domain("set");
+    let d = domain.clone();
+    let task = domain.spawn_async(move |_| async move {
+        let mut set = d.task_set();
+        set.spawn(|_| 7u32);
+        set.join_next().await
+    });
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut task = task;
+        let _ = tx.send(task.wait());
+    });
+    match rx.recv_timeout(HANG) {
+        Ok(joined) => assert_eq!(joined, Ok(Some(Ok(7)))),
+        Err(_) => leak_and_fail(rt, "an async call awaiting its set with one worker hung".into()),
+    }
+}
+
 pub fn a_task_set_cancels_and_still_joins(make: &MakeBuilder) {
     let rt = make().max_workers(1).build().unwrap();
     let held = hold_a_worker(&rt);
@@ -289,21 +338,6 @@ pub fn dropping_a_task_set_cancels_its_queued_calls(make: &MakeBuilder) {
 
 // ---- map_unordered --------------------------------------------------------------------
 
-/// An iterator that counts how many items were pulled from it.
-struct Counted<I> {
-    inner: I,
-    pulled: Arc<AtomicUsize>,
-}
-
-impl<I: Iterator> Iterator for Counted<I> {
-    type Item = I::Item;
-    fn next(&mut self) -> Option<I::Item> {
-        let item = self.inner.next()?;
-        self.pulled.fetch_add(1, Ordering::SeqCst);
-        Some(item)
-    }
-}
-
 /// In completion order: the first input, held, comes after the others of
 /// its window. Streamed, so the consumer never runs a call itself.
 pub fn map_unordered_yields_in_completion_order_within_its_window(make: &MakeBuilder) {
@@ -350,7 +384,7 @@ pub fn map_unordered_next_keeps_its_window(make: &MakeBuilder) {
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let (r, p) = (running.clone(), peak.clone());
-    let inputs = Counted {
+    let inputs = Pulled {
         inner: 0..40usize,
         pulled: pulled.clone(),
     };

@@ -142,6 +142,8 @@ macro_rules! conformance {
             hands::a_task_set_joiner_runs_a_member_when_none_runs,
             hands::a_task_set_joiner_leaves_queued_members_to_workers_while_one_runs,
             hands::a_task_set_cancels_and_still_joins,
+            hands::a_member_joining_its_own_set_is_refused,
+            hands::an_async_call_awaiting_a_set_finishes_with_one_worker,
             hands::a_task_set_delivers_a_panic_once,
             hands::a_task_set_is_awaited_in_completion_order,
             hands::dropping_a_task_set_cancels_its_queued_calls,

@@ -243,6 +243,9 @@ impl Future for Barrier {
             return Poll::Ready(this.result.clone().unwrap_or(Ok(())));
         };
         let shared = this.shared.clone();
+        // Cloned before locking: a waker's clone is foreign code, which may
+        // call kasync (dropped, if unused, after the lock is released).
+        let waker = cx.waker().clone();
         let mut st = shared.lock();
         if st.waiter_done(id) {
             let observed = this.pending_since.and_then(|since| {
@@ -267,7 +270,7 @@ impl Future for Barrier {
         }
         let (scope, below) = st.waiter_scope(id);
         let awaited = st.awaited_range(scope, below);
-        let previous = st.set_wake(id, Wake::Task(cx.waker().clone()), false);
+        let previous = st.set_wake(id, Wake::Task(waker), false);
         drop(st);
         drop(previous);
         // Inside an async call: the thread that polls it, or one waiting

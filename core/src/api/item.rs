@@ -320,8 +320,12 @@ impl<W: Work + ?Sized> Future for Submitted<W> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let shared = this.shared.clone();
+        // Cloned before locking: a waker's clone is foreign code, which may
+        // call kasync (dropped, if unused, after the lock is released).
+        let waker = cx.waker().clone();
         let mut st = shared.lock();
         if let Some(result) = this.take(&mut st) {
+            drop(st);
             return Poll::Ready(result);
         }
         let Some(ptr) = this.item else {
@@ -332,7 +336,7 @@ impl<W: Work + ?Sized> Future for Submitted<W> {
             drop(st);
             return Poll::Ready(Err(WaitError::WouldDeadlock { waiter }));
         }
-        let waker = Wake::Task(cx.waker().clone());
+        let waker = Wake::Task(waker);
         let previous = this
             .header(ptr)
             .with(&mut st, |slot| std::mem::replace(&mut slot.wake, waker));

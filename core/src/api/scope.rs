@@ -279,11 +279,12 @@ impl<'env> Scope<'env> {
     }
 
     /// Once every call ended: frees the spawned calls' packets, and returns
-    /// the first panic nobody took (a submitted item's, or a spawned call's
-    /// whose handle did not take it) for the scope to re-raise, unless its
-    /// closure is unwinding. Every other such panic goes to the barriers,
-    /// so none is lost.
-    fn finish(&self, unwinding: bool) -> Option<PanicReport> {
+    /// what the scope re-raises unless its closure is unwinding: the first
+    /// panic nobody took (a submitted item's, or a spawned call's whose
+    /// handle did not take it), or else the first panic of dropping a value
+    /// nobody took. Every other call panic goes to the barriers, so none is
+    /// lost; every packet is freed, whichever drop panics.
+    fn finish(&self, unwinding: bool) -> Option<Raise> {
         let spawned = std::mem::take(&mut *self.spawned.borrow_mut());
         let mut st = self.domain.shared().lock();
         // SAFETY: all calls ended; the lock is held.
@@ -300,13 +301,32 @@ impl<'env> Scope<'env> {
             st.release_panic(record);
         }
         drop(st);
+        let mut drop_panic = None;
         for s in spawned {
             // SAFETY: every call ended and no handle outlives the scope's
-            // closure; values nobody took are dropped here.
-            unsafe { (s.free)(s.packet) };
+            // closure; values nobody took are dropped here, each caught so
+            // that one panicking drop leaks none of the others.
+            let freed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (s.free)(s.packet) }));
+            if let Err(payload) = freed {
+                drop_panic.get_or_insert(payload);
+            }
         }
-        raised.map(|r| r.report())
+        match (raised, drop_panic) {
+            (Some(record), _) => Some(Raise::Call(record.report())),
+            (None, Some(payload)) if !unwinding => Some(Raise::Drop(payload)),
+            // While the closure unwinds, its panic goes on; a second one
+            // raised from here would abort the process.
+            (None, _) => None,
+        }
     }
+}
+
+/// What a scope re-raises once every call ended.
+enum Raise {
+    /// A call's panic that no handle took.
+    Call(PanicReport),
+    /// The panic of dropping a value that no handle took.
+    Drop(Box<dyn std::any::Any + Send>),
 }
 
 impl<T: Send> ScopedTask<'_, T> {
@@ -464,7 +484,8 @@ impl Domain {
     /// panic (a submitted item's, or a spawned call's whose handle was not
     /// waited for): the first such panic is re-raised, and any other goes
     /// to the barriers covering its call, as does every one when `f`
-    /// panicked.
+    /// panicked. Failing those, if dropping a value nobody took panicked
+    /// (every other value is still dropped), that panic continues.
     pub fn scope<'env, R>(&self, f: impl FnOnce(&Scope<'env>) -> R) -> R {
         let counter = UnsafeCell::new(ScopeCounter {
             remaining: 0,
@@ -494,8 +515,10 @@ impl Domain {
         let result = f(&scope);
         std::mem::forget(guard);
         scope.wait_all();
-        if let Some(panic) = scope.finish(false) {
-            panic!("kasync: a call in a scope panicked and nobody took it: {panic}");
+        match scope.finish(false) {
+            Some(Raise::Call(panic)) => panic!("kasync: a call in a scope panicked and nobody took it: {panic}"),
+            Some(Raise::Drop(payload)) => std::panic::resume_unwind(payload),
+            None => {}
         }
         result
     }

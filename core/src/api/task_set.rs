@@ -17,8 +17,10 @@ use crate::api::task::Task;
 use crate::base::error::TaskError;
 use crate::base::executor::Blocking;
 use crate::engine::blocking::{block_permitted, blocking_permission};
+use crate::engine::context;
 use crate::engine::pool::{self};
-use crate::model::ids::Scope;
+use crate::model::awaiting::Awaited;
+use crate::model::ids::{DomainId, Scope};
 use crate::model::item::{GroupCell, Mode};
 use crate::model::state::{State, Wake};
 use crate::Cookie;
@@ -53,7 +55,7 @@ pub struct TaskSet<T: Send + 'static> {
     members: Slab<Task<T>>,
     /// Members' cookies in the order they were spawned, for a joining thread
     /// to run one still queued when none runs (a call not queued now never
-    /// will be again).
+    /// will be again). Pruned as members are joined, so it stays O(len).
     to_help: VecDeque<Cookie>,
 }
 
@@ -118,8 +120,78 @@ impl<T: Send + 'static> TaskSet<T> {
     /// ended (lock held).
     fn take_ended(&mut self, st: &mut State) -> Option<Task<T>> {
         let member = self.group.with(st, |g| g.take_ended())?;
-        Some(self.members.remove(member))
+        let task = self.members.remove(member);
+        // Cookies of members that started stay in `to_help` until pruned:
+        // prune when they are the most of it, so it never outgrows the set
+        // (a set joined only by `.await` would never prune otherwise).
+        if self.to_help.len() > 2 * self.members.len() + 8 {
+            let domain = self.domain.id();
+            self.to_help.retain(|&cookie| st.is_claimable(domain, cookie));
+        }
+        Some(task)
     }
+
+    /// What a joining thread may do while no member's end is waiting to be
+    /// joined (lock held); see [`next_step`].
+    fn next_step(&mut self, st: &mut State, own: &[Cookie]) -> Step {
+        next_step(
+            self.members.len(),
+            &self.group,
+            &mut self.to_help,
+            self.domain.id(),
+            st,
+            own,
+        )
+    }
+
+    /// The set's members running lower on this thread (a member joining
+    /// its own set).
+    fn own_members(&self) -> Vec<Cookie> {
+        let (runtime, domain) = (self.domain.shared().id(), self.domain.id());
+        context::own_calls(runtime, |frame| {
+            frame.domain == domain && self.members.iter().any(|(_, task)| task.cookie() == frame.cookie)
+        })
+    }
+}
+
+/// What a joining thread may do while no member's end is waiting to be
+/// joined (lock held), for a set of `members` whose queued ones are among
+/// `to_help`, given `own`: the members running lower on this very thread,
+/// which cannot end before it returns.
+fn next_step(
+    members: usize,
+    group: &GroupCell,
+    to_help: &mut VecDeque<Cookie>,
+    domain: DomainId,
+    st: &mut State,
+    own: &[Cookie],
+) -> Step {
+    let unjoined = members - group.with(st, |g| g.ended_count());
+    // `to_help` holds every member still queued, and maybe some that
+    // started since: more unjoined members than that (besides this
+    // thread's own) means one runs elsewhere. Pruned only when that cannot
+    // decide.
+    if unjoined > to_help.len() + own.len() {
+        return Step::Wait;
+    }
+    to_help.retain(|&cookie| st.is_claimable(domain, cookie));
+    match to_help.front() {
+        _ if unjoined > to_help.len() + own.len() => Step::Wait,
+        Some(&cookie) => Step::Run(cookie),
+        // Every member left runs lower on this thread: none can end.
+        None if unjoined > 0 => Step::Deadlock(own[0]),
+        None => Step::Wait,
+    }
+}
+
+/// [`next_step`].
+enum Step {
+    /// A member runs elsewhere (or none is left): wait for an end.
+    Wait,
+    /// None runs elsewhere: the joining thread runs this queued one.
+    Run(Cookie),
+    /// Every member left runs lower on this thread: waiting would hang.
+    Deadlock(Cookie),
 }
 
 impl<T: Send + 'static> Drop for TaskSet<T> {
@@ -171,33 +243,23 @@ impl<T: Send + 'static> JoinNext<'_, T> {
                 reason,
             }));
         }
+        let own = set.own_members();
         let st = shared.lock();
-        let ended = block_permitted(&shared, st, permission, |st| {
-            let TaskSet {
-                domain,
-                group,
-                members,
-                to_help,
-            } = &mut *set;
-            let domain = domain.id();
-            // This thread runs a member itself only while none is running:
-            // then the set never stalls for want of a worker (at the cap,
-            // or with every worker blocked), yet a slow member never delays
-            // the join of a quick one a worker ends meanwhile.
-            let mut claim = |st: &mut State| {
-                let unjoined = members.len() - group.with(st, |g| g.ended_count());
-                // `to_help` holds every member still queued, and maybe some
-                // that started since: fewer entries than unjoined members
-                // means one is running. Pruned only when it may decide.
-                if unjoined > to_help.len() {
-                    return None;
+        let ended = block_permitted(&shared, st, permission, |mut st| {
+            if !set.group.with(&mut st, |g| g.has_ended()) {
+                if let Step::Deadlock(waiter) = set.next_step(&mut st, &own) {
+                    return Err(TaskError::WouldDeadlock { waiter });
                 }
-                to_help.retain(|&cookie| st.is_claimable(domain, cookie));
-                if unjoined > to_help.len() {
-                    return None;
+            }
+            let members = set.members.len();
+            let domain = set.domain.id();
+            let TaskSet { group, to_help, .. } = &mut *set;
+            let mut claim = |st: &mut State| match next_step(members, group, to_help, domain, st, &own) {
+                Step::Run(cookie) => {
+                    to_help.pop_front();
+                    st.claim_call(domain, cookie)
                 }
-                let cookie = to_help.pop_front()?;
-                st.claim_call(domain, cookie)
+                Step::Wait | Step::Deadlock(_) => None,
             };
             let wait = pool::Wait {
                 scope: Scope::Domain(domain),
@@ -214,15 +276,18 @@ impl<T: Send + 'static> JoinNext<'_, T> {
                 &mut |st| group.with(st, |g| g.has_ended()),
                 &mut |st, wake, _| group.with(st, |g| std::mem::replace(&mut g.wake, wake)),
             );
-            let ended = group
-                .with(&mut st, |g| g.take_ended())
-                .map(|member| members.remove(member));
-            let stale = group.with(&mut st, |g| std::mem::replace(&mut g.wake, Wake::Nobody));
+            let ended = set.take_ended(&mut st);
+            let stale = set
+                .group
+                .with(&mut st, |g| std::mem::replace(&mut g.wake, Wake::Nobody));
             drop(st);
             drop(stale);
-            ended
+            Ok(ended)
         });
-        let mut task = ended.expect("a wait without a deadline returns when a member ended");
+        let mut task = match ended {
+            Ok(ended) => ended.expect("a wait without a deadline returns when a member ended"),
+            Err(e) => return Some(Err(e)),
+        };
         Some(task.wait())
     }
 }
@@ -236,6 +301,10 @@ impl<T: Send + 'static> Future for JoinNext<'_, T> {
             return Poll::Ready(None);
         }
         let shared = set.domain.shared().clone();
+        let own = set.own_members();
+        // Cloned before locking: a waker's clone is foreign code, which may
+        // call kasync (dropped, if unused, after the lock is released).
+        let waker = cx.waker().clone();
         let mut st = shared.lock();
         if let Some(mut task) = set.take_ended(&mut st) {
             drop(st);
@@ -246,11 +315,25 @@ impl<T: Send + 'static> Future for JoinNext<'_, T> {
                 Poll::Pending => unreachable!("a member that ended has its result"),
             };
         }
-        let previous = set.group.with(&mut st, |g| {
-            std::mem::replace(&mut g.wake, Wake::Task(cx.waker().clone()))
-        });
+        let awaited = match set.next_step(&mut st, &own) {
+            Step::Deadlock(waiter) => {
+                drop(st);
+                return Poll::Ready(Some(Err(TaskError::WouldDeadlock { waiter })));
+            }
+            Step::Run(cookie) => Some(cookie),
+            Step::Wait => None,
+        };
+        let previous = set
+            .group
+            .with(&mut st, |g| std::mem::replace(&mut g.wake, Wake::Task(waker)));
         drop(st);
         drop(previous); // after unlocking: a waker's drop is foreign code
+        if let Some(cookie) = awaited {
+            // Inside an async call: the thread that polls it, or one
+            // waiting for it, may run this queued member (none runs).
+            let domain = set.domain.id();
+            context::note_awaited(shared.id(), Awaited::Call { domain, cookie });
+        }
         Poll::Pending
     }
 }

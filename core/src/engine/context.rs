@@ -98,12 +98,24 @@ pub(crate) fn depth() -> usize {
 /// waiter whether it runs on a worker of its own or nested inside another call
 /// that is helping (which the barrier may cover as well).
 pub(crate) fn find_own_call(runtime: usize, mut covers: impl FnMut(&Frame) -> bool) -> Option<Cookie> {
-    FRAMES.with(|f| {
-        f.borrow()
-            .iter()
-            .rev()
-            .find(|frame| frame.runtime == runtime && covers(frame))
-            .map(|frame| frame.cookie)
+    with_own_frames(runtime, |mut frames| {
+        Iterator::find(&mut frames, |frame| covers(frame)).map(|frame| frame.cookie)
+    })
+}
+
+/// The cookies of this thread's running calls of `runtime` that `covers`
+/// accepts, innermost first.
+pub(crate) fn own_calls(runtime: usize, mut covers: impl FnMut(&Frame) -> bool) -> Vec<Cookie> {
+    with_own_frames(runtime, |frames| {
+        frames.filter(|frame| covers(frame)).map(|frame| frame.cookie).collect()
+    })
+}
+
+/// Runs `f` over this thread's running calls of `runtime`, innermost first.
+fn with_own_frames<R>(runtime: usize, f: impl FnOnce(&mut dyn Iterator<Item = &Frame>) -> R) -> R {
+    FRAMES.with(|frames| {
+        let frames = frames.borrow();
+        f(&mut frames.iter().rev().filter(|frame| frame.runtime == runtime))
     })
 }
 

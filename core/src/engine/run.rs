@@ -298,18 +298,20 @@ impl CallFuture {
         }
         let (domain, cookie) = (self.frame.domain, self.frame.cookie);
         let nudge = Nudge {
-            future: waker.clone(),
+            future: Arc::new(waker.clone()),
             item: self.item.as_ref().map(ItemCall::header_ptr),
         };
         let mut wakeups = Wakeups::default();
         let mut st = shared.lock();
-        if st.set_awaiting(domain, cookie, awaited.clone(), nudge) && awaited != self.awaiting {
+        let (awaiting, unkept) = st.set_awaiting(domain, cookie, awaited.clone(), nudge);
+        if awaiting && awaited != self.awaiting {
             st.wake_helper_for(domain, cookie);
             if let Some(item) = &self.item {
                 item.wake_waiter(&mut st, &mut wakeups);
             }
         }
         drop(st);
+        drop(unkept); // after unlocking: it holds a waker
         self.awaiting = awaited;
         self.waker = Some(waker.clone());
         wakeups.wake_all();

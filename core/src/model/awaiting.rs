@@ -44,24 +44,27 @@ impl<N> Default for Awaiting<N> {
 impl<N> Awaiting<N> {
     /// Call `cookie` of `domain` is pending, awaiting `awaits` (none: it is
     /// polled again, or awaits nothing kasync knows), and `nudge` reaches
-    /// those who wait for it.
-    pub(crate) fn set(&mut self, domain: DomainId, cookie: Cookie, awaits: Vec<Awaited>, nudge: N) {
+    /// those who wait for it. Returns the nudge it no longer keeps (the
+    /// one replaced, or `nudge` itself), for the caller to drop after
+    /// unlocking: it holds a waker, whose drop is foreign code.
+    pub(crate) fn set(&mut self, domain: DomainId, cookie: Cookie, awaits: Vec<Awaited>, nudge: N) -> Option<N> {
         let at = self.calls.iter().position(|p| p.cookie == cookie && p.domain == domain);
         match (at, awaits.is_empty()) {
-            (Some(at), true) => {
-                self.calls.swap_remove(at);
-            }
+            (Some(at), true) => Some(self.calls.swap_remove(at).nudge),
             (Some(at), false) => {
                 self.calls[at].awaits = awaits;
-                self.calls[at].nudge = nudge;
+                Some(std::mem::replace(&mut self.calls[at].nudge, nudge))
             }
-            (None, true) => {}
-            (None, false) => self.calls.push(Pending {
-                domain,
-                cookie,
-                awaits,
-                nudge,
-            }),
+            (None, true) => Some(nudge),
+            (None, false) => {
+                self.calls.push(Pending {
+                    domain,
+                    cookie,
+                    awaits,
+                    nudge,
+                });
+                None
+            }
         }
     }
 

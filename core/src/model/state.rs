@@ -53,10 +53,15 @@ pub(crate) struct WaiterState {
 /// polls futures on the caller, then runs the queued call itself) and its
 /// item's waiter (a thread in its task's wait).
 pub(crate) struct Nudge {
-    pub(crate) future: Waker,
+    /// Shared, so a nudge clones it under the lock without running the
+    /// waker's own clone (foreign code), and wakes it after unlocking.
+    pub(crate) future: Arc<Waker>,
     /// The header of the async call's item, if it has one (`spawn_async`).
     pub(crate) item: Option<NonNull<Header>>,
 }
+
+/// An async call's item header, as a nudge reaches it.
+type ItemHeader = NonNull<Header>;
 
 // SAFETY: the header pointer is only dereferenced under the state lock,
 // while its call is pending: the call takes its registry entry away (under
@@ -116,6 +121,8 @@ pub(crate) struct Counters {
 #[derive(Default)]
 pub(crate) struct Wakeups {
     wakers: Vec<Waker>,
+    /// Wakers the state keeps (a nudge's), woken by reference.
+    shared_wakers: Vec<Arc<Waker>>,
     /// The first thread to notify, kept inline: waking one thread is the
     /// common case and must not allocate (an item's submit/wait cycle).
     thread: Option<Arc<Condvar>>,
@@ -124,7 +131,7 @@ pub(crate) struct Wakeups {
 
 impl Wakeups {
     pub(crate) fn is_empty(&self) -> bool {
-        self.wakers.is_empty() && self.thread.is_none()
+        self.wakers.is_empty() && self.shared_wakers.is_empty() && self.thread.is_none()
     }
 
     fn push_thread(&mut self, cv: Arc<Condvar>) {
@@ -146,6 +153,9 @@ impl Wakeups {
         }
         for waker in self.wakers {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+        }
+        for waker in self.shared_wakers {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake_by_ref()));
         }
     }
 }
@@ -427,10 +437,10 @@ impl State {
         cookie: Cookie,
         awaits: Vec<Awaited>,
         nudge: Nudge,
-    ) -> bool {
+    ) -> (bool, Option<Nudge>) {
         let awaiting = !awaits.is_empty();
-        self.awaiting.set(domain, cookie, awaits, nudge);
-        awaiting
+        let unkept = self.awaiting.set(domain, cookie, awaits, nudge);
+        (awaiting, unkept)
     }
 
     /// Call `cookie` of `domain` was just queued: whoever waits for a
@@ -443,7 +453,7 @@ impl State {
         }
         let d = &self.domains[domain.0];
         let (registered, uid) = (d.registered, d.uid);
-        let nudged: Vec<(DomainId, Cookie, Waker, Option<NonNull<Header>>)> = self
+        let nudged: Vec<(DomainId, Cookie, Arc<Waker>, Option<ItemHeader>)> = self
             .awaiting
             .awaiting(|a| match *a {
                 Awaited::Range {
@@ -460,7 +470,7 @@ impl State {
             if self.domains.contains(d.0) {
                 self.wake_helper_for(d, c);
             }
-            wakeups.wakers.push(future);
+            wakeups.shared_wakers.push(future);
             if let Some(header) = item {
                 // SAFETY: see `Nudge`: the entry goes before its call ends.
                 unsafe { header.as_ref() }.with(self, |slot| slot.wake.fire(wakeups));
