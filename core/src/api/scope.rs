@@ -575,5 +575,23 @@ mod tests {
         }));
         assert!(unwound.is_err());
         assert_eq!(written, 7);
+
+        // A value nobody took panics in its drop: every other packet is
+        // still freed, and that panic leaves the scope.
+        struct PanicOnDrop;
+        impl Drop for PanicOnDrop {
+            fn drop(&mut self) {
+                panic!("value drop");
+            }
+        }
+        let before = drops.load(Ordering::SeqCst);
+        let raised = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            domain.scope(|s| {
+                s.spawn(|_| PanicOnDrop);
+                s.spawn(|_| Counted(drops.clone()));
+            })
+        }));
+        assert!(raised.is_err());
+        assert_eq!(drops.load(Ordering::SeqCst), before + 1);
     }
 }
