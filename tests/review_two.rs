@@ -317,9 +317,11 @@ fn an_async_call_whose_poll_removes_the_domain_it_awaited_still_finishes() {
     let hold = hold_a_worker(&rt);
     let gone = rt.exclusive_domain("gone");
     let (x_tx, x_rx) = mpsc::channel::<Task<()>>();
+    let (started_tx, started_rx) = mpsc::channel();
     let gone_in_a = gone.clone();
     // A gets the lower cookie, so the worker runs it before X.
     let task_a = rt.domain("a").spawn_async(move |_| async move {
+        started_tx.send(()).unwrap();
         let x = x_rx.recv().unwrap();
         let mut barrier = Box::pin(gone_in_a.synchronize());
         std::future::poll_fn(|cx| {
@@ -335,7 +337,10 @@ fn an_async_call_whose_poll_removes_the_domain_it_awaited_still_finishes() {
     });
     x_tx.send(gone.spawn(|_| ())).unwrap();
     drop(gone);
-    drop(hold); // the worker claims A
+    // The worker claims A. Waited for before it started, A could run on
+    // the waiting thread, and the worker would take X before A cancels it.
+    drop(hold);
+    started_rx.recv_timeout(HANG).expect("A started on the worker");
     let waited = returns_within_hang(move || {
         let mut task_a = task_a;
         task_a.wait()
